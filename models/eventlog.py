@@ -1,0 +1,157 @@
+"""All SQL about the event log and its outbox columns, in one place.
+
+Every function takes a connection: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Insert, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models.tables import events
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    type: str | None
+    status: str
+    received_at: datetime
+    body: bytes
+    headers: dict[str, str]
+    remote_addr: str | None
+    delivery_id: str | None
+    error: str | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status,
+            "received_at": self.received_at,
+            "body": self.body,
+            "headers": self.headers,
+            "remote_addr": self.remote_addr,
+            "delivery_id": self.delivery_id,
+            "error": self.error,
+        }
+
+
+def insert_new(conn: Connection, batch: Sequence[NewEvent]) -> set[str]:
+    """Insert the events whose identity is not stored yet; return the ids that were new.
+
+    `batch` must hold each id once. Against a concurrent insert of the same id, PostgreSQL
+    waits for the other transaction, so a duplicate is only reported once the original is
+    committed.
+    """
+    if not batch:
+        return set()
+    stmt = _insert(conn).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+    result = conn.execute(stmt, [event.row() for event in batch])
+    return {row[0] for row in result}
+
+
+def _insert(conn: Connection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt: Insert = dialect.insert(events)
+    return stmt
+
+
+def mark_dispatched(conn: Connection, ids: Iterable[str], at: datetime) -> None:
+    ids = list(ids)
+    if ids:
+        conn.execute(update(events).where(events.c.id.in_(ids)).values(dispatched_at=at))
+
+
+def claim_due(
+    conn: Connection, now: datetime, *, after: float, redispatch_after: float, limit: int
+) -> list[str]:
+    """Pending events that never reached the broker, or were handed to it so long ago that
+    the message must have been lost (a broker that restarted without persistence).
+
+    Rows are locked until the caller commits, and locked rows are skipped, so several
+    sweepers share the work instead of publishing the same events together.
+    """
+    stmt = (
+        select(events.c.id)
+        .where(events.c.status == "pending")
+        .where(events.c.received_at < now - timedelta(seconds=after))
+        .where(
+            or_(
+                events.c.dispatched_at.is_(None),
+                events.c.dispatched_at < now - timedelta(seconds=redispatch_after),
+            )
+        )
+        .order_by(events.c.received_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(conn.scalars(stmt))
+
+
+def load(conn: Connection, ids: Sequence[str]) -> list[Any]:
+    rows = conn.execute(select(events).where(events.c.id.in_(ids)).order_by(events.c.seq))
+    return list(rows)
+
+
+def set_status(
+    conn: Connection, event_id: str, status: str, at: datetime, error: str | None = None
+) -> None:
+    conn.execute(
+        update(events)
+        .where(events.c.id == event_id)
+        .values(
+            status=status,
+            error=error,
+            attempts=events.c.attempts + 1,
+            processed_at=at if status == "processed" else None,
+            dispatched_at=func.coalesce(events.c.dispatched_at, at),
+        )
+    )
+
+
+def counts(conn: Connection) -> list[tuple[str | None, str, int]]:
+    """(type, status, count) over the whole log."""
+    stmt = select(events.c.type, events.c.status, func.count()).group_by(
+        events.c.type, events.c.status
+    )
+    return [(row[0], row[1], row[2]) for row in conn.execute(stmt)]
+
+
+def backlog(conn: Connection, now: datetime) -> tuple[int, int, float]:
+    """(pending events, of which never dispatched, age in seconds of the oldest pending)."""
+    stmt = select(
+        func.count(),
+        func.count().filter(events.c.dispatched_at.is_(None)),
+        func.min(events.c.received_at),
+    ).where(events.c.status == "pending")
+    pending, undispatched, oldest = conn.execute(stmt).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return int(pending), int(undispatched), max(age, 0.0)
+
+
+def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]:
+    """Quantiles of seconds from receipt to processed, over the most recent processed events."""
+    stmt = (
+        select(events.c.received_at, events.c.processed_at)
+        .where(events.c.status == "processed")
+        .where(events.c.processed_at.is_not(None))
+        .order_by(events.c.seq.desc())
+        .limit(sample)
+    )
+    seconds = sorted(
+        max((processed - received).total_seconds(), 0.0) for received, processed in conn.execute(stmt)
+    )
+    if not seconds:
+        return {}
+    return {
+        label: seconds[min(len(seconds) - 1, int(q * len(seconds)))]
+        for label, q in (("0.5", 0.5), ("0.9", 0.9), ("0.99", 0.99))
+    }

@@ -1,0 +1,154 @@
+"""The configuration every process reads from its environment, declared once.
+
+Declaring the settings reads nothing; `load_settings()` is called by the entry points only, so a
+missing or malformed value stops the program at start with one line naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and says what to do."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    database_url: str = Field("sqlite:///voucherhook.db", alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        alias="VOUCHERIFY_WEBHOOK_SECRET"
+    )
+    currency: str = Field("USD", alias="VOUCHERHOOK_CURRENCY")
+    host: str = Field("127.0.0.1", alias="VOUCHERHOOK_HOST")
+    port: int = Field(8000, alias="PORT", ge=1, le=65535)
+    smtp_url: str | None = Field(None, alias="SMTP_URL")
+    notify_webhook_url: str | None = Field(None, alias="NOTIFY_WEBHOOK_URL")
+    max_body_bytes: int = Field(10 * 1024 * 1024, alias="VOUCHERHOOK_MAX_BODY_BYTES", ge=1024)
+    body_timeout: float = Field(8.0, alias="VOUCHERHOOK_BODY_TIMEOUT", gt=0)
+    store_timeout: float = Field(8.0, alias="VOUCHERHOOK_STORE_TIMEOUT", gt=0)
+    queue: str = Field("voucherhook", alias="VOUCHERHOOK_QUEUE", pattern=r"^[A-Za-z0-9_.\-]+$")
+    sweep_interval: float = Field(10.0, alias="VOUCHERHOOK_SWEEP_INTERVAL", gt=0)
+    sweep_after: float = Field(30.0, alias="VOUCHERHOOK_SWEEP_AFTER", ge=0)
+    redispatch_after: float = Field(600.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
+    worker_concurrency: int = Field(2, alias="VOUCHERHOOK_WORKER_CONCURRENCY", ge=1)
+    log_format: str = Field("json", alias="VOUCHERHOOK_LOG_FORMAT", pattern=r"^(json|console)$")
+    log_level: str = Field(
+        "INFO", alias="VOUCHERHOOK_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
+    )
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:
+                raise ValueError("is empty")
+            return parts
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("must start with sqlite:/// or postgresql://") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss"))
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("smtp", "smtps"))
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"))
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError("must be a three-letter ISO 4217 code such as USD")
+        return value
+
+    @property
+    def secrets(self) -> list[bytes]:
+        return [secret.get_secret_value().encode() for secret in self.webhook_secrets]
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker server is configured: the broker lives in a local file."""
+        return self.redis_url is None
+
+    @property
+    def broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"sqla+sqlite:///{self.embedded_broker_path}"
+
+    @property
+    def embedded_broker_path(self) -> Path:
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            db = Path(url.database)
+            return db.with_name(f"{db.stem}-broker.db")
+        return Path("voucherhook-broker.db")
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        expected = " or ".join(f"{scheme}://host" for scheme in schemes)
+        raise ValueError(f"must look like {expected}")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has a malformed port") from None
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise ConfigError with one readable line on the first problem."""
+    try:
+        return Settings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "configuration"
+        name = _ALIASES.get(name, name)
+        if error["type"] == "missing":
+            hint = _MISSING_HINTS.get(name, "set it in the environment")
+            raise ConfigError(f"{name} is not set: {hint}") from None
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name} {message}") from None
+
+
+_ALIASES = {
+    name: str(field.alias) for name, field in Settings.model_fields.items() if field.alias
+}
+_MISSING_HINTS = {
+    "VOUCHERIFY_WEBHOOK_SECRET": (
+        "set it to the webhook secret from Voucherify's Project settings → Webhooks "
+        "(several, comma-separated, while rotating)"
+    ),
+}

@@ -1,0 +1,161 @@
+"""The transactional outbox: hand committed events to the broker, and sweep up the rest.
+
+An event row is committed with status `pending` and no `dispatched_at`. After the commit the
+dispatcher publishes its id and stamps `dispatched_at`; if the process dies in between, or the
+broker is down, the sweep finds the row later and publishes it again. A task may thus be
+published twice; processing is idempotent, so that costs time and never correctness.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import Engine
+
+from models import eventlog
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[list[str]], None]
+"""Hands a batch of event ids to the broker; raises when the broker cannot take them."""
+
+BATCH = 100
+
+
+def publish_and_mark(engine: Engine, publish: Publish, ids: list[str]) -> None:
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        publish(chunk)
+        with engine.begin() as conn:
+            eventlog.mark_dispatched(conn, chunk, datetime.now(UTC))
+
+
+class Dispatcher:
+    """Publishes freshly committed events from a background thread, off the request path."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publish,
+        on_failure: Callable[[int], None] = lambda _count: None,
+    ) -> None:
+        self._engine = engine
+        self._publish = publish
+        self._on_failure = on_failure
+        self._queue: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="outbox-dispatch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, ids: list[str]) -> None:
+        self._queue.put(ids)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            ids = list(first)
+            stopping = False
+            while len(ids) < 1000:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                ids.extend(more)
+            try:
+                publish_and_mark(self._engine, self._publish, ids)
+            except Exception as exc:
+                # Left undispatched on purpose: the sweep publishes them once the broker is back.
+                log.warning("dispatch_failed", error=str(exc).splitlines()[0], events=len(ids))
+                self._on_failure(len(ids))
+            if stopping:
+                return
+
+
+def sweep(
+    engine: Engine,
+    publish: Publish,
+    *,
+    after: float,
+    redispatch_after: float,
+    limit: int = 1000,
+) -> int:
+    """Publish pending events the dispatcher never handed over (or whose message was lost).
+
+    Returns how many were published. Rows stay locked from selection to the dispatched stamp,
+    so concurrent sweepers never publish the same rows at once.
+    """
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = eventlog.claim_due(
+                conn,
+                datetime.now(UTC),
+                after=after,
+                redispatch_after=redispatch_after,
+                limit=limit,
+            )
+            if not ids:
+                return total
+            for start in range(0, len(ids), BATCH):
+                publish(ids[start : start + BATCH])
+            eventlog.mark_dispatched(conn, ids, datetime.now(UTC))
+        total += len(ids)
+        if len(ids) < limit:
+            return total
+
+
+class Sweeper:
+    """Runs `sweep` every `interval` seconds in a background thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publish,
+        *,
+        interval: float,
+        after: float,
+        redispatch_after: float,
+    ) -> None:
+        self._engine = engine
+        self._publish = publish
+        self._interval = interval
+        self._after = after
+        self._redispatch_after = redispatch_after
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-sweep", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                count = sweep(
+                    self._engine,
+                    self._publish,
+                    after=self._after,
+                    redispatch_after=self._redispatch_after,
+                )
+            except Exception as exc:
+                log.warning("sweep_failed", error=str(exc).splitlines()[0])
+                continue
+            if count:
+                log.info("sweep_dispatched", events=count)

@@ -1,0 +1,62 @@
+"""The Celery application: broker, reliability settings, and how events are published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from models.settings import Settings
+from receiver.outbox import Publish
+
+PROCESS_EVENTS = "voucherhook.process_events"
+
+# Longer than any task can run, so Redis never hands a running task to a second worker.
+VISIBILITY_TIMEOUT = 3600
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("voucherhook", broker=settings.broker_url, set_as_current=False)
+    transport: dict[str, Any] = {}
+    if not settings.embedded:
+        transport = {
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 3,
+            "health_check_interval": 10,
+        }
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # At least once: a task is acknowledged after it ran, and re-queued if its worker died.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_connection_timeout=3,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+def publisher(app: Celery, queue: str) -> Publish:
+    """A `Publish` for the outbox: one message per batch of event ids, failing fast."""
+
+    def publish(ids: list[str]) -> None:
+        app.send_task(PROCESS_EVENTS, args=[ids], queue=queue, retry=False)
+
+    return publish
+
+
+def broker_state(app: Celery) -> str:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return f"unavailable: {str(exc).splitlines()[0][:200]}"
+    return "ok"

@@ -1,0 +1,25 @@
+"""Builds the receiver for uvicorn, wired to the database and the Celery broker."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from models.db import make_engine
+from models.settings import load_settings
+from receiver.app import create_app
+from workers import logs
+from workers.celery_app import broker_state, make_celery, publisher
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory: each web process reads the environment and builds its own app."""
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    engine = make_engine(settings.database_url, pool_size=4, timeout=settings.store_timeout / 2)
+    celery = make_celery(settings)
+    return create_app(
+        settings,
+        engine,
+        publisher(celery, settings.queue),
+        broker_check=lambda: broker_state(celery),
+    )
