@@ -48,11 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default VOUCHERHOOK_HOST)")
     serve.add_argument("--port", type=int, help="port (default PORT)")
     serve.add_argument("--workers", type=int, default=1, help="web processes (default 1)")
-    serve.add_argument(
+    beside = serve.add_mutually_exclusive_group()
+    beside.add_argument(
         "--with-worker",
-        action=argparse.BooleanOptionalAction,
+        dest="with_worker",
+        action="store_true",
         default=None,
-        help="also run a worker (default: only with the embedded broker, i.e. no REDIS_URL)",
+        help="also run a worker (the default with the embedded broker, i.e. no REDIS_URL)",
+    )
+    beside.add_argument(
+        "--no-worker", dest="with_worker", action="store_false", help="run the receiver only"
     )
     serve.set_defaults(command=cmd_serve)
 

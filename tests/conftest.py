@@ -1,0 +1,104 @@
+"""Fixtures: real PostgreSQL, real Redis, real receiver and worker processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import Engine, delete, func, select
+
+from models import schema
+from models.db import make_engine
+from models.tables import events
+from tests.support import services
+from tests.support.processes import Receiver, base_env
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated database on the test PostgreSQL server, for the whole run."""
+    with services.postgres_database() as url:
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    services.check_redis()
+    return services.REDIS_URL
+
+
+@pytest.fixture
+def queue(redis_url: str) -> Iterator[str]:
+    """A queue of its own, so tests never consume each other's messages."""
+    name = f"vh-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    redis.Redis.from_url(redis_url).delete(name)
+
+
+class EventLog:
+    """Reads the events table the way a test wants to check it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(events)) or 0)
+
+    def get(self, event_id: str) -> dict[str, object] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).mappings().first()
+            return dict(row) if row else None
+
+    def statuses(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {row.id: row.status for row in conn.execute(select(events.c.id, events.c.status))}
+
+    def clear(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(events))
+
+
+@pytest.fixture(params=["postgresql", "sqlite"], scope="module")
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Every receiver test runs on PostgreSQL and on the embedded SQLite file."""
+    if request.param == "postgresql":
+        with services.postgres_database() as url:
+            engine = make_engine(url)
+            schema.upgrade(engine)
+            engine.dispose()
+            yield url
+    else:
+        path: Path = tmp_path_factory.mktemp("sqlite") / "voucherhook.db"
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def event_log(database_url: str) -> Iterator[EventLog]:
+    engine = make_engine(database_url)
+    yield EventLog(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def receiver(database_url: str) -> Iterator[Receiver]:
+    """The receiver alone, publishing to a queue nobody consumes."""
+    services.check_redis()
+    queue = f"vh-test-{uuid.uuid4().hex[:10]}"
+    env = base_env(database_url, services.REDIS_URL, VOUCHERHOOK_QUEUE=queue)
+    process = Receiver(env, "--no-worker")
+    yield process
+    process.stop()
+    redis.Redis.from_url(services.REDIS_URL).delete(queue)

@@ -1,0 +1,197 @@
+"""Real services for tests: a fresh PostgreSQL database, private Redis servers, a cuttable proxy.
+
+Tests that stop a service use their own instance on a free port, so the shared services stay
+up for everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import redis
+
+POSTGRES_URL = os.environ.get(
+    "VOUCHERHOOK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("VOUCHERHOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(predicate: object, timeout: float, interval: float = 0.1, what: str = "") -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    name = f"vh_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {POSTGRES_URL}: start it, or point "
+            f"VOUCHERHOOK_TEST_POSTGRES_URL at one ({exc})"
+        ) from None
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(POSTGRES_URL, name)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def check_redis(url: str = REDIS_URL) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"Redis is not reachable at {url}: start it, or point "
+            f"VOUCHERHOOK_TEST_REDIS_URL at one ({exc})"
+        ) from None
+
+
+class RedisServer:
+    """A private redis-server on a free port that a test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="vh-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self._pings, 10, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def _pings(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TcpProxy:
+    """Forwards a local port to a target; `cut()` drops every connection and refuses new ones
+    (the database looks unreachable), `restore()` lets connections through again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._open = threading.Event()
+        self._open.set()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._listen()
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _listen(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(128)
+        self._server = server
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            server = self._server
+            if server is None:
+                time.sleep(0.05)
+                continue
+            try:
+                client, _ = server.accept()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def cut(self) -> None:
+        """Close the listening socket (new connections are refused) and every live one."""
+        server, self._server = self._server, None
+        if server:
+            server.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def restore(self) -> None:
+        self._listen()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
