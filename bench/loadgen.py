@@ -31,6 +31,7 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +143,7 @@ class Connection:
                 asyncio.open_connection(self._deliveries.host, self._deliveries.port),
                 CONNECT_TIMEOUT,
             )
-        assert self._reader is not None
+        assert self._reader is not None and self._writer is not None
         self._writer.write(self._deliveries.next_request())
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -247,6 +248,14 @@ async def main_async(args: argparse.Namespace, secret: bytes) -> dict[str, Any]:
     return summary(tally, time.perf_counter() - started)
 
 
+def _run(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Signed Voucherify delivery load generator.")
     parser.add_argument("--url", required=True)
@@ -258,13 +267,7 @@ def main() -> int:
     if not secret:
         print("loadgen: BENCH_SECRET is not set", file=sys.stderr)
         return 2
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(main_async(args, secret))))
+    print(json.dumps(_run(main_async(args, secret))))
     return 0
 
 

@@ -181,6 +181,9 @@ class TcpProxy:
         """Close the listening socket (new connections are refused) and every live one."""
         server, self._server = self._server, None
         if server:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         with self._lock:
             sockets, self._sockets = self._sockets, set()

@@ -1,0 +1,83 @@
+"""The command line as an operator meets it: one clear line and a non-zero exit on failure."""
+
+from __future__ import annotations
+
+import subprocess
+
+from sqlalchemy import inspect
+
+from models import schema
+from models.db import make_engine
+from tests.support.processes import base_env, voucherhook
+from tests.support.services import free_port, postgres_database
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(voucherhook(*args), env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_missing_secret_stops_with_one_line_naming_it() -> None:
+    env = base_env("sqlite:///unused.db", None)
+    del env["VOUCHERIFY_WEBHOOK_SECRET"]
+
+    result = run(["serve"], env)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("voucherhook: VOUCHERIFY_WEBHOOK_SECRET is not set")
+    assert result.stderr.count("\n") == 1
+
+
+def test_malformed_redis_url_stops_with_one_line_naming_it() -> None:
+    env = base_env("sqlite:///unused.db", "localhost:6379")
+
+    result = run(["worker"], env)
+
+    assert result.returncode == 2
+    assert result.stderr == "voucherhook: REDIS_URL must look like redis://host or rediss://host\n"
+
+
+def test_migrate_creates_the_schema_and_is_idempotent() -> None:
+    with postgres_database() as url:
+        first = run(["migrate"], base_env(url, None))
+        again = run(["migrate"], base_env(url, None))
+        engine = make_engine(url)
+        tables = inspect(engine).get_table_names()
+        current = schema.current(engine)
+        engine.dispose()
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"schema upgraded from nothing to revision {schema.head()}\n"
+    assert again.stdout == f"schema is up to date (revision {schema.head()})\n"
+    assert "events" in tables
+    assert current == schema.head()
+
+
+def test_serve_on_an_unmigrated_postgres_database_says_to_migrate() -> None:
+    with postgres_database() as url:
+        result = run(["serve", "--no-worker"], base_env(url, "redis://127.0.0.1:6379/0"))
+
+    assert result.returncode == 1
+    assert "has no schema" in result.stderr
+    assert "run `voucherhook migrate`" in result.stderr
+
+
+def test_unreachable_database_is_one_line_with_the_password_hidden() -> None:
+    url = "postgresql://app:hunter2@127.0.0.1:1/voucherhook"
+
+    result = run(["migrate"], base_env(url, None))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("voucherhook: database postgresql://app:***@127.0.0.1:1/")
+    assert "hunter2" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_send_to_nowhere_is_one_clear_line() -> None:
+    from tests.support.payloads import REDEMPTION, example_path
+
+    url = f"http://127.0.0.1:{free_port()}/webhooks/voucherify"
+    result = run(["send", str(example_path(REDEMPTION)), "--url", url], base_env("sqlite:///x", None))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"voucherhook: could not POST to {url}: ")
+    assert result.stderr.count("\n") == 1

@@ -1,0 +1,97 @@
+"""What a signed delivery is: type, identity, and whether it is processed, ignored or
+quarantined (voucherify-webhooks.md, "Identity for deduplication, best first")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from models.identity import identify
+from tests.support.payloads import REDEMPTION, REWARD_REDEMPTION, dumps, envelope, example_bytes
+
+
+def test_project_envelope_is_identified_by_its_event_id() -> None:
+    payload = envelope(REDEMPTION, event_id="evred_1")
+    verdict = identify(dumps(payload))
+    assert (verdict.event_id, verdict.event_type, verdict.status) == (
+        "evred_1",
+        REDEMPTION,
+        "pending",
+    )
+    assert verdict.delivery_id == payload["id"]
+
+
+def test_distribution_envelope_takes_its_type_from_the_event_not_the_users_name() -> None:
+    payload = envelope(REWARD_REDEMPTION, event_id="evrw_1", distribution=True)
+    assert payload["type"] == "My reward notification"
+    verdict = identify(dumps(payload))
+    assert verdict.event_type == REWARD_REDEMPTION
+    assert verdict.event_id == "evrw_1"
+
+
+def test_envelope_without_event_falls_back_to_its_send_out_id() -> None:
+    payload = envelope(REDEMPTION)
+    del payload["event"]
+    verdict = identify(dumps(payload))
+    assert verdict.event_id == payload["id"]
+    assert verdict.event_type == REDEMPTION
+
+
+def test_raw_redemption_is_identified_by_type_and_redemption_id() -> None:
+    verdict = identify(example_bytes(REDEMPTION), REDEMPTION)
+    assert verdict.event_id == "redemption.succeeded:r_0e2500291ae016adea"
+    assert verdict.status == "pending"
+
+
+def test_raw_reward_redemption_is_identified_by_its_rewr_id() -> None:
+    verdict = identify(example_bytes(REWARD_REDEMPTION), REWARD_REDEMPTION)
+    assert verdict.event_id == f"{REWARD_REDEMPTION}:rewr_N5xhKgV5tJBmJxrtb5YB7V3q"
+
+
+def test_raw_rollback_is_identified_by_the_rollback_not_the_original() -> None:
+    body = json.dumps({"redemption": {"id": "r_1"}, "redemption_rollback": {"id": "rr_9"}})
+    verdict = identify(body.encode(), "redemption.rollback.succeeded")
+    assert verdict.event_id == "redemption.rollback.succeeded:rr_9"
+
+
+def test_raw_payload_without_known_object_is_identified_by_a_hash_of_the_body() -> None:
+    body = b'{"voucher": {"code": "X"}}'
+    verdict = identify(body, "voucher.updated")
+    assert verdict.event_id == "voucher.updated:sha256:" + hashlib.sha256(body).hexdigest()
+    assert verdict.status == "ignored"
+
+
+def test_unknown_event_type_is_ignored_not_refused() -> None:
+    verdict = identify(dumps(envelope("voucher.published", {"voucher": {}})))
+    assert verdict.status == "ignored"
+
+
+def test_body_that_is_not_json_is_quarantined_under_a_hash() -> None:
+    body = b"<html>oops</html>"
+    verdict = identify(body, REDEMPTION)
+    assert verdict.status == "quarantined"
+    assert verdict.event_id == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert verdict.reason and "not JSON" in verdict.reason
+
+
+def test_json_that_is_not_an_object_is_quarantined_saying_what_it_is() -> None:
+    verdict = identify(b"[1]", REDEMPTION)
+    assert verdict.status == "quarantined"
+    assert verdict.reason == "body is JSON but not an object (an array)"
+
+
+def test_deeply_nested_json_is_quarantined_not_a_crash() -> None:
+    verdict = identify(b"[" * 100_000 + b"]" * 100_000, REDEMPTION)
+    assert verdict.status == "quarantined"
+
+
+def test_invalid_event_type_in_the_url_is_quarantined() -> None:
+    verdict = identify(b"{}", "../../etc/passwd")
+    assert verdict.status == "quarantined"
+    assert verdict.reason and "URL" in verdict.reason
+
+
+def test_absurdly_long_event_id_is_replaced_by_its_hash() -> None:
+    verdict = identify(dumps(envelope(REDEMPTION, event_id="e" * 5000)))
+    assert verdict.event_id.startswith("sha256:")
+    assert len(verdict.event_id) == 71

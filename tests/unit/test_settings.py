@@ -1,0 +1,76 @@
+"""Configuration from the environment: defaults, and one clear line for what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.settings import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "VOUCHERIFY_WEBHOOK_SECRET", "PORT", "SMTP_URL",
+                 "NOTIFY_WEBHOOK_URL", "VOUCHERHOOK_CURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_only_the_secret_is_needed_and_the_rest_is_the_embedded_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    settings = load_settings()
+    assert settings.database_url == "sqlite:///voucherhook.db"
+    assert settings.embedded
+    assert settings.broker_url == "sqla+sqlite:///voucherhook-broker.db"
+    assert (settings.port, settings.currency) == (8000, "USD")
+
+
+def test_missing_secret_names_the_variable_and_where_to_find_it() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith("VOUCHERIFY_WEBHOOK_SECRET is not set")
+    assert "Webhooks" in str(error.value)
+
+
+def test_several_secrets_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "old, new")
+    assert load_settings().secrets == [b"old", b"new"]
+
+
+def test_a_blank_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", " , ")
+    with pytest.raises(ConfigError, match="^VOUCHERIFY_WEBHOOK_SECRET is empty"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must start with sqlite:/// or postgresql://"),
+        ("DATABASE_URL", "::nonsense", "DATABASE_URL is not a database URL"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must look like redis://host or rediss://host"),
+        ("REDIS_URL", "redis://h:port/0", "REDIS_URL has a malformed port"),
+        ("SMTP_URL", "http://mail", "SMTP_URL must look like smtp://host or smtps://host"),
+        ("NOTIFY_WEBHOOK_URL", "hooks.slack", "NOTIFY_WEBHOOK_URL must look like http://host"),
+        ("PORT", "eighty", "PORT"),
+        ("VOUCHERHOOK_CURRENCY", "usd", "VOUCHERHOOK_CURRENCY must be a three-letter ISO 4217"),
+    ],
+)
+def test_malformed_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_postgres_and_redis_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/voucherhook")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    settings = load_settings()
+    assert not settings.embedded
+    assert settings.broker_url == "redis://cache:6379/0"
