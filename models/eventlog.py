@@ -147,7 +147,8 @@ def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]
         .limit(sample)
     )
     seconds = sorted(
-        max((processed - received).total_seconds(), 0.0) for received, processed in conn.execute(stmt)
+        max((processed - received).total_seconds(), 0.0)
+        for received, processed in conn.execute(stmt)
     )
     if not seconds:
         return {}

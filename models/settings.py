@@ -26,9 +26,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///voucherhook.db", alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")
-    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
-        alias="VOUCHERIFY_WEBHOOK_SECRET"
-    )
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(alias="VOUCHERIFY_WEBHOOK_SECRET")
     currency: str = Field("USD", alias="VOUCHERHOOK_CURRENCY")
     host: str = Field("127.0.0.1", alias="VOUCHERHOOK_HOST")
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
@@ -131,7 +129,7 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
 def load_settings() -> Settings:
     """Read the environment; raise ConfigError with one readable line on the first problem."""
     try:
-        return Settings()  # type: ignore[call-arg]
+        return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "configuration"
@@ -143,9 +141,7 @@ def load_settings() -> Settings:
         raise ConfigError(f"{name} {message}") from None
 
 
-_ALIASES = {
-    name: str(field.alias) for name, field in Settings.model_fields.items() if field.alias
-}
+_ALIASES = {name: str(field.alias) for name, field in Settings.model_fields.items() if field.alias}
 _MISSING_HINTS = {
     "VOUCHERIFY_WEBHOOK_SECRET": (
         "set it to the webhook secret from Voucherify's Project settings → Webhooks "

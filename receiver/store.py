@@ -8,6 +8,7 @@ load many requests share one commit (group commit); alone, a request waits for i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -118,7 +119,6 @@ def _settle(pending: _Pending, outcome: bool | Exception) -> None:
         else:
             pending.future.set_result(outcome)
 
-    try:
+    # A closed loop means nobody is waiting for the answer any more.
+    with contextlib.suppress(RuntimeError):
         pending.loop.call_soon_threadsafe(apply)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass

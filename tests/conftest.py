@@ -58,7 +58,9 @@ class EventLog:
 
     def statuses(self) -> dict[str, str]:
         with self.engine.connect() as conn:
-            return {row.id: row.status for row in conn.execute(select(events.c.id, events.c.status))}
+            return {
+                row.id: row.status for row in conn.execute(select(events.c.id, events.c.status))
+            }
 
     def clear(self) -> None:
         with self.engine.begin() as conn:

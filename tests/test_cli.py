@@ -76,7 +76,9 @@ def test_send_to_nowhere_is_one_clear_line() -> None:
     from tests.support.payloads import REDEMPTION, example_path
 
     url = f"http://127.0.0.1:{free_port()}/webhooks/voucherify"
-    result = run(["send", str(example_path(REDEMPTION)), "--url", url], base_env("sqlite:///x", None))
+    result = run(
+        ["send", str(example_path(REDEMPTION)), "--url", url], base_env("sqlite:///x", None)
+    )
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"voucherhook: could not POST to {url}: ")

@@ -170,7 +170,8 @@ def test_unknown_event_type_is_accepted_and_stored_as_ignored(
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json at all", b"[1, 2, 3]", b'"a string"', b"\xff\xfe{"],
+    "body",
+    [b"not json at all", b"[1, 2, 3]", b'"a string"', b"\xff\xfe{"],
     ids=["text", "array", "string", "invalid-utf8"],
 )
 def test_signed_body_that_is_not_a_json_object_is_quarantined(
@@ -226,8 +227,10 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row(
     async def deliver_all() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as client:
             return await asyncio.gather(
-                *(client.post(receiver.webhook_url, content=body, headers=headers)
-                  for _ in range(50))
+                *(
+                    client.post(receiver.webhook_url, content=body, headers=headers)
+                    for _ in range(50)
+                )
             )
 
     responses = asyncio.run(deliver_all())

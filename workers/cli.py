@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, help="processes (VOUCHERHOOK_WORKER_CONCURRENCY)")
+    worker.add_argument(
+        "--concurrency", type=int, help="processes (VOUCHERHOOK_WORKER_CONCURRENCY)"
+    )
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"], help="Celery pool")
     worker.set_defaults(command=cmd_worker)
 

@@ -37,7 +37,11 @@ class Process:
         self.log = Path(tempfile.mkstemp(prefix="vh-proc-", suffix=".log")[1])
         self._out = self.log.open("wb")
         self.process = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT,
+            args,
+            env=env,
+            cwd=cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

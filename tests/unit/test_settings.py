@@ -9,8 +9,15 @@ from models.settings import ConfigError, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "VOUCHERIFY_WEBHOOK_SECRET", "PORT", "SMTP_URL",
-                 "NOTIFY_WEBHOOK_URL", "VOUCHERHOOK_CURRENCY"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "VOUCHERIFY_WEBHOOK_SECRET",
+        "PORT",
+        "SMTP_URL",
+        "NOTIFY_WEBHOOK_URL",
+        "VOUCHERHOOK_CURRENCY",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -39,7 +46,7 @@ def test_several_secrets_are_comma_separated(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_blank_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", " , ")
-    with pytest.raises(ConfigError, match="^VOUCHERIFY_WEBHOOK_SECRET is empty"):
+    with pytest.raises(ConfigError, match=r"^VOUCHERIFY_WEBHOOK_SECRET is empty"):
         load_settings()
 
 
