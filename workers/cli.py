@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -158,7 +160,11 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class _WorkerChild:
-    """A `voucherhook worker` child process, restarted if it dies while the receiver runs."""
+    """A `voucherhook worker` child process, restarted if it dies while the receiver runs.
+
+    The child has a session of its own, so a signal meant for the receiver's process group
+    reaches it only through `stop()`, and it is told to exit if the receiver dies abruptly.
+    """
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
@@ -170,7 +176,11 @@ class _WorkerChild:
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
-            self._process = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"])
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", "worker"],
+                start_new_session=True,
+                preexec_fn=_exit_with_parent,
+            )
             self._process.wait()
             if not self._stopping.wait(2):
                 print("voucherhook: worker exited, restarting it", file=sys.stderr)
@@ -183,6 +193,18 @@ class _WorkerChild:
                 self._process.wait(15)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+
+
+def _exit_with_parent() -> None:
+    """Linux: deliver SIGTERM to this child when the thread that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _db_error(settings: Settings, exc: Exception) -> str:
