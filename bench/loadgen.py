@@ -57,15 +57,16 @@ class Deliveries:
         self._tag = secrets.token_hex(6)
         self._count = 0
         template = json.dumps(_envelope(json.loads(payload.read_bytes())), separators=(",", ":"))
-        before_event, rest = template.split(EVENT_MARK)
-        before_delivery, after = rest.split(DELIVERY_MARK)
-        self._parts = (before_event.encode(), before_delivery.encode(), after.encode())
+        # The envelope's send-out id comes first, then the event's id.
+        before_delivery, rest = template.split(DELIVERY_MARK)
+        before_event, after = rest.split(EVENT_MARK)
+        self._parts = (before_delivery.encode(), before_event.encode(), after.encode())
 
     def next_request(self) -> bytes:
         self._count += 1
         serial = f"{self._tag}{self._count:010d}".encode()
         head, middle, tail = self._parts
-        body = b"".join((head, b"evred_", serial, middle, b"whs_", serial, tail))
+        body = b"".join((head, b"whs_", serial, middle, b"evred_", serial, tail))
         signature = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         return (
             f"POST {self._path} HTTP/1.1\r\n"

@@ -9,7 +9,7 @@ a separate process: fresh event id and HMAC signature on every request):
 3. maximum throughput on SQLite, the same way;
 4. peak RSS (VmHWM) and CPU of each server process.
 
-The receiver is `voucherhook serve --no-with-worker` on a fresh, migrated PostgreSQL database
+The receiver is `voucherhook serve --no-worker` on a fresh, migrated PostgreSQL database
 (and on a fresh SQLite file), publishing to a throw-away Redis queue nobody consumes. The
 baseline (`bench.baseline`) is a bare Starlette app on the same uvicorn settings that verifies
 the HMAC and inserts each body with one INSERT. After each receiver run the rows added to
@@ -340,7 +340,7 @@ def run_phase(
     migrate(env)
     create_baseline_table(baseline_db)
     logs = context.tmp
-    serve = [str(VENV_BIN / "voucherhook"), "serve", "--no-with-worker", "--host", HOST]
+    serve = [str(VENV_BIN / "voucherhook"), "serve", "--no-worker", "--host", HOST]
     base_argv = [sys.executable, "-m", "bench.baseline", "--database", baseline_db]
     with (
         running(f"baseline {name}", [*base_argv, "--port", str(free_port())], env, logs) as b,

@@ -92,9 +92,7 @@ class Conflict:
 class Journal:
     """The ledger folded from transactions: the first of each key wins."""
 
-    transactions: Mapping[str, Transaction] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    transactions: Mapping[str, Transaction] = field(default_factory=lambda: MappingProxyType({}))
     conflicts: tuple[Conflict, ...] = ()
 
     def balances(self) -> dict[tuple[str, str], int]:

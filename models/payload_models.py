@@ -10,8 +10,11 @@ beyond its shape). Parse them through `models.payloads`, which turns failures in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import model_validator
 
 from models.payload_fields import Amount, Figure, Id, Model, Status, Timestamp
 
@@ -144,6 +147,16 @@ class RedemptionSucceeded(Model):
     redemption: Redemption
     created_at: Timestamp | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _order_from_redemption(cls, data: Any) -> Any:
+        # The order appears twice (top level and in `redemption`); either copy will do.
+        if isinstance(data, Mapping) and data.get("order") is None:
+            inner = data.get("redemption")
+            if isinstance(inner, Mapping) and inner.get("order") is not None:
+                return {**data, "order": inner["order"]}
+        return data
+
     @property
     def role(self) -> StackRole:
         """A parent names neither voucher nor tier; a child names its parent."""
@@ -252,7 +265,8 @@ class RedemptionRollbackSucceeded(Model):
         original = self.redemption_rollback.redemption or (
             self.redemption.id if self.redemption else None
         )
-        assert original is not None, "parse_payload reports a rollback without its original"
+        if original is None:
+            raise ValueError("a rollback without its original (parse_payload reports it)")
         return original
 
     @property

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     sweep_after: float = Field(30.0, alias="VOUCHERHOOK_SWEEP_AFTER", ge=0)
     redispatch_after: float = Field(600.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
     worker_concurrency: int = Field(2, alias="VOUCHERHOOK_WORKER_CONCURRENCY", ge=1)
+    email_from: str = Field("voucherhook@localhost", alias="VOUCHERHOOK_EMAIL_FROM")
+    templates_dir: Path | None = Field(None, alias="VOUCHERHOOK_TEMPLATES_DIR")
+    max_attempts: int = Field(5, alias="VOUCHERHOOK_MAX_ATTEMPTS", ge=1)
+    retry_backoff: float = Field(2.0, alias="VOUCHERHOOK_RETRY_BACKOFF", gt=0)
+    retry_backoff_max: float = Field(300.0, alias="VOUCHERHOOK_RETRY_BACKOFF_MAX", gt=0)
+    batch_size: int = Field(100, alias="VOUCHERHOOK_BATCH_SIZE", ge=1, le=1000)
     log_format: str = Field("json", alias="VOUCHERHOOK_LOG_FORMAT", pattern=r"^(json|console)$")
     log_level: str = Field(
         "INFO", alias="VOUCHERHOOK_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
@@ -80,6 +86,13 @@ class Settings(BaseSettings):
     @classmethod
     def _notify_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"))
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
 
     @field_validator("currency")
     @classmethod

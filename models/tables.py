@@ -63,3 +63,132 @@ events = Table(
         sqlite_where=text("status = 'pending'"),
     ),
 )
+
+
+# One row per (event, handler) that ran; committed with the handler's effects, so a
+# redelivered task finds it and changes nothing.
+handler_runs = Table(
+    "handler_runs",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("handler", String(32), primary_key=True),
+    # done | failed | held (waiting for another event, e.g. a rollback's original)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_handler_runs_status", "status"),
+)
+
+ledger_transactions = Table(
+    "ledger_transactions",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    # The idempotency key built from Voucherify ids (order:…:gross, redemption:…:discount, …).
+    Column("key", String(255), nullable=False, unique=True),
+    Column("event_id", String(255), nullable=False),
+    # sha256 of the sorted postings: the same key with another digest is a conflict.
+    Column("digest", String(64), nullable=False),
+    Column("memo", Text, nullable=False, server_default=""),
+    Column("booked_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_transactions_event_id", "event_id"),
+)
+
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("transaction_key", String(255), nullable=False),
+    Column("account", String(255), nullable=False),
+    Column("asset", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Index("ix_ledger_postings_account", "account"),
+    Index("ix_ledger_postings_transaction_key", "transaction_key"),
+)
+
+ledger_conflicts = Table(
+    "ledger_conflicts",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("booked_digest", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("postings", JSON, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_conflicts_key_digest", "key", "digest", unique=True),
+)
+
+# A rollback that arrived before its original waits here until the original is booked.
+ledger_holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("original_id", String(255), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+)
+
+# Every redemption the ledger has seen, even one that posted nothing: a rollback waits until
+# its original is here, and a stack parent is checked against the children listed here.
+ledger_redemptions = Table(
+    "ledger_redemptions",
+    metadata,
+    Column("redemption_id", String(255), primary_key=True),
+    # plain | child | parent
+    Column("role", String(8), nullable=False),
+    Column("parent_id", String(255), nullable=True),
+    Column("order_id", String(255), nullable=True),
+    # What this redemption applied (order.total_applied_discount_amount).
+    Column("applied_amount", BigInteger, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Index("ix_ledger_redemptions_parent_id", "parent_id"),
+)
+
+loyalty_cards = Table(
+    "loyalty_cards",
+    metadata,
+    Column("card_id", String(255), primary_key=True),
+    Column("customer_id", String(255), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("balance_source", String(255), nullable=False, server_default=""),
+    Column("points_spent", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("flags", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# What each Voucherify object did to a card, once, whichever delivery reported it.
+loyalty_movements = Table(
+    "loyalty_movements",
+    metadata,
+    Column("source_id", String(255), primary_key=True),
+    Column("card_id", String(255), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("points_taken", BigInteger, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("event_id", String(255), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(512), nullable=False),
+    # pending | sending | sent | failed
+    Column("status", String(16), nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index(
+        "ix_notifications_event_id_channel_recipient",
+        "event_id",
+        "channel",
+        "recipient",
+        unique=True,
+    ),
+    Index("ix_notifications_status", "status"),
+)

@@ -61,11 +61,22 @@ def test_readme_start_command_answers_a_signed_send(tmp_path: Path) -> None:
             lambda: _healthy(port, server), 180, interval=0.5, what="the README's start command"
         )
         sent = subprocess.run(
-            ["uv", "run", "voucherhook", "send", "workers/samples/redemption.succeeded.json",
-             "--url", f"http://127.0.0.1:{port}/webhooks/voucherify",
-             "--type", "redemption.succeeded"],
-            cwd=repo, env={**env, "VOUCHERIFY_WEBHOOK_SECRET": secret},
-            capture_output=True, text=True, timeout=120,
+            [
+                "uv",
+                "run",
+                "voucherhook",
+                "send",
+                "workers/samples/redemption.succeeded.json",
+                "--url",
+                f"http://127.0.0.1:{port}/webhooks/voucherify",
+                "--type",
+                "redemption.succeeded",
+            ],
+            cwd=repo,
+            env={**env, "VOUCHERIFY_WEBHOOK_SECRET": secret},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.startswith('202 {"status": "accepted"'), sent.stdout

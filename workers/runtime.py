@@ -1,13 +1,18 @@
-"""What a worker process needs at hand: its settings and a database engine of its own."""
+"""What a worker process needs at hand, built once per process from the settings."""
 
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 from sqlalchemy import Engine
 
 from models.db import make_engine
 from models.settings import Settings
+from workers.handlers.base import Config
+from workers.processing import Processor, RetryPolicy
+from workers.senders import EmailSender, Sender, WebhookSender
+from workers.templates import environment
 
 
 class Runtime:
@@ -26,3 +31,33 @@ class Runtime:
             self._engine = make_engine(self.settings.database_url)
             self._pid = os.getpid()
         return self._engine
+
+    @cached_property
+    def policy(self) -> RetryPolicy:
+        settings = self.settings
+        return RetryPolicy(
+            settings.max_attempts, settings.retry_backoff, settings.retry_backoff_max
+        )
+
+    @cached_property
+    def config(self) -> Config:
+        settings = self.settings
+        return Config(
+            currency=settings.currency,
+            templates=environment(settings.templates_dir),
+            email=settings.smtp_url is not None,
+            webhook_url=settings.notify_webhook_url,
+        )
+
+    @property
+    def processor(self) -> Processor:
+        return Processor(self.engine, self.config, self.policy)
+
+    @cached_property
+    def senders(self) -> dict[str, Sender]:
+        senders: dict[str, Sender] = {}
+        if self.settings.smtp_url:
+            senders["email"] = EmailSender(self.settings.smtp_url, self.settings.email_from)
+        if self.settings.notify_webhook_url:
+            senders["webhook"] = WebhookSender()
+        return senders

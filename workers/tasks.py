@@ -1,27 +1,41 @@
-"""Celery tasks: thin like views. Take ids, load, decide, save."""
+"""Celery tasks: thin like views. Take ids, call the processing, publish what follows."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import structlog
 from celery import Celery
 
-from models import eventlog
-from models.routing import handlers_for
-from workers.celery_app import PROCESS_EVENTS
+from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATION
+from workers.delivery import deliver
+from workers.processing import FollowUp
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 
 def register(app: Celery, runtime: Runtime) -> None:
+    queue = runtime.settings.queue
+
+    def publish(follow: FollowUp) -> None:
+        for notification_id in follow.notifications:
+            app.send_task(SEND_NOTIFICATION, args=[notification_id], queue=queue)
+        if follow.released:
+            app.send_task(PROCESS_EVENTS, args=[follow.released], queue=queue)
+        for retry in follow.retries:
+            app.send_task(
+                PROCESS_EVENTS, args=[[retry.event_id]], queue=queue, countdown=retry.countdown
+            )
+
     @app.task(name=PROCESS_EVENTS, acks_late=True, reject_on_worker_lost=True)
     def process_events(ids: list[str]) -> None:
-        with runtime.engine.begin() as conn:
-            for row in eventlog.load(conn, ids):
-                if row.status not in ("pending", "failed"):
-                    continue  # done already: a redelivered or re-swept message changes nothing
-                status = "processed" if handlers_for(row.type) else "ignored"
-                eventlog.set_status(conn, row.id, status, datetime.now(UTC))
-                log.info("event_processed", event_id=row.id, type=row.type, status=status)
+        publish(runtime.processor.process(ids))
+
+    @app.task(name=SEND_NOTIFICATION, acks_late=True, reject_on_worker_lost=True)
+    def send_notification(notification_id: int) -> None:
+        result, countdown = deliver(
+            runtime.engine, runtime.senders, notification_id, runtime.policy
+        )
+        if result == "retry":
+            app.send_task(
+                SEND_NOTIFICATION, args=[notification_id], queue=queue, countdown=countdown
+            )

@@ -1,0 +1,222 @@
+"""All SQL about the ledger: keyed transactions, their postings, conflicts, holds and stacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models.journal import Posting, Transaction
+from models.tables import (
+    ledger_conflicts,
+    ledger_holds,
+    ledger_postings,
+    ledger_redemptions,
+    ledger_transactions,
+)
+
+Booked = Literal["booked", "unchanged", "conflict"]
+
+
+def _dialect(conn: Connection) -> Any:
+    return postgresql if conn.dialect.name == "postgresql" else sqlite
+
+
+def digest(transaction: Transaction) -> str:
+    postings = sorted((p.account, p.asset, p.amount) for p in transaction.postings)
+    return hashlib.sha256(json.dumps(postings).encode()).hexdigest()
+
+
+def book(conn: Connection, transaction: Transaction, event_id: str, at: datetime) -> Booked:
+    """Post `transaction` once under its key. The same key with other postings is a conflict:
+    nothing is written here, the caller records it (outside the failing transaction)."""
+    own = digest(transaction)
+    inserted = conn.scalar(
+        _dialect(conn)
+        .insert(ledger_transactions)
+        .values(
+            key=transaction.key, event_id=event_id, digest=own, memo=transaction.memo, booked_at=at
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(ledger_transactions.c.key)
+    )
+    if inserted is not None:
+        conn.execute(
+            ledger_postings.insert(),
+            [
+                {
+                    "transaction_key": transaction.key,
+                    "account": p.account,
+                    "asset": p.asset,
+                    "amount": p.amount,
+                }
+                for p in transaction.postings
+            ],
+        )
+        return "booked"
+    booked = conn.scalar(
+        select(ledger_transactions.c.digest).where(ledger_transactions.c.key == transaction.key)
+    )
+    return "unchanged" if booked == own else "conflict"
+
+
+def booked_digest(conn: Connection, key: str) -> str | None:
+    return conn.scalar(select(ledger_transactions.c.digest).where(ledger_transactions.c.key == key))
+
+
+def record_conflict(
+    conn: Connection, transaction: Transaction, event_id: str, at: datetime
+) -> None:
+    conn.execute(
+        _dialect(conn)
+        .insert(ledger_conflicts)
+        .values(
+            key=transaction.key,
+            event_id=event_id,
+            booked_digest=booked_digest(conn, transaction.key) or "",
+            digest=digest(transaction),
+            postings=[[p.account, p.asset, p.amount] for p in transaction.postings],
+            detected_at=at,
+        )
+        .on_conflict_do_nothing(index_elements=["key", "digest"])
+    )
+
+
+def transactions(conn: Connection, keys: Iterable[str]) -> list[Transaction]:
+    """The stored transactions with these keys, in booking order."""
+    keys = list(keys)
+    rows = conn.execute(
+        select(
+            ledger_transactions.c.key,
+            ledger_transactions.c.memo,
+            ledger_postings.c.account,
+            ledger_postings.c.asset,
+            ledger_postings.c.amount,
+        )
+        .join(ledger_postings, ledger_postings.c.transaction_key == ledger_transactions.c.key)
+        .where(ledger_transactions.c.key.in_(keys))
+        .order_by(ledger_transactions.c.seq, ledger_postings.c.seq)
+    )
+    grouped: dict[str, tuple[str, list[Posting]]] = {}
+    for key, memo, account, asset, amount in rows:
+        grouped.setdefault(key, (memo, []))[1].append(Posting(account, asset, int(amount)))
+    return [Transaction(key, tuple(postings), memo) for key, (memo, postings) in grouped.items()]
+
+
+def keys_of_event(conn: Connection, event_id: str) -> list[str]:
+    return list(
+        conn.scalars(
+            select(ledger_transactions.c.key)
+            .where(ledger_transactions.c.event_id == event_id)
+            .order_by(ledger_transactions.c.seq)
+        )
+    )
+
+
+def hold(conn: Connection, original_id: str, event_id: str) -> None:
+    conn.execute(
+        _dialect(conn)
+        .insert(ledger_holds)
+        .values(original_id=original_id, event_id=event_id)
+        .on_conflict_do_nothing()
+    )
+
+
+def release(conn: Connection, original_id: str) -> list[str]:
+    """The events held for `original_id`, no longer held."""
+    held = list(
+        conn.scalars(
+            select(ledger_holds.c.event_id).where(ledger_holds.c.original_id == original_id)
+        )
+    )
+    if held:
+        conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id == original_id))
+    return held
+
+
+def note_redemption(
+    conn: Connection,
+    redemption_id: str,
+    *,
+    role: str,
+    parent_id: str | None,
+    order_id: str | None,
+    applied: int,
+    event_id: str,
+) -> None:
+    conn.execute(
+        _dialect(conn)
+        .insert(ledger_redemptions)
+        .values(
+            redemption_id=redemption_id,
+            role=role,
+            parent_id=parent_id,
+            order_id=order_id,
+            applied_amount=applied,
+            event_id=event_id,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def redemption_seen(conn: Connection, redemption_id: str) -> bool:
+    found = conn.scalar(
+        select(ledger_redemptions.c.redemption_id).where(
+            ledger_redemptions.c.redemption_id == redemption_id
+        )
+    )
+    return found is not None
+
+
+def transactions_of_redemption(
+    conn: Connection, redemption_id: str, order_id: str | None
+) -> list[Transaction]:
+    """What was booked for a redemption (its own keys), and its order's gross."""
+    keys = list(
+        conn.scalars(
+            select(ledger_transactions.c.key).where(
+                ledger_transactions.c.key.startswith(
+                    f"redemption:{redemption_id}:", autoescape=True
+                )
+            )
+        )
+    )
+    if order_id:
+        keys.append(f"order:{order_id}:gross")
+    return transactions(conn, keys)
+
+
+def stack(conn: Connection, parent_id: str) -> tuple[int | None, int, int]:
+    """(the parent's applied amount if seen, the children's applied sum, children seen)."""
+    parent = conn.scalar(
+        select(ledger_redemptions.c.applied_amount).where(
+            ledger_redemptions.c.redemption_id == parent_id
+        )
+    )
+    children_sum, children = conn.execute(
+        select(func.coalesce(func.sum(ledger_redemptions.c.applied_amount), 0), func.count()).where(
+            ledger_redemptions.c.parent_id == parent_id
+        )
+    ).one()
+    return (None if parent is None else int(parent)), int(children_sum), int(children)
+
+
+def balances(conn: Connection, prefix: str | None = None) -> list[tuple[str, str, int]]:
+    """(account, asset, balance), sorted by account then asset."""
+    stmt = select(
+        ledger_postings.c.account, ledger_postings.c.asset, func.sum(ledger_postings.c.amount)
+    ).group_by(ledger_postings.c.account, ledger_postings.c.asset)
+    if prefix:
+        stmt = stmt.where(ledger_postings.c.account.startswith(prefix, autoescape=True))
+    rows = conn.execute(stmt.order_by(ledger_postings.c.account, ledger_postings.c.asset))
+    return [(account, asset, int(total)) for account, asset, total in rows]
+
+
+def clear(conn: Connection) -> None:
+    for table in (ledger_postings, ledger_transactions, ledger_holds, ledger_redemptions):
+        conn.execute(delete(table))

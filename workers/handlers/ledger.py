@@ -1,0 +1,100 @@
+"""Ledger handler: book an event's transactions once, hold rollbacks for their original."""
+
+from __future__ import annotations
+
+from models import ledger_store
+from models.journal import Transaction
+from models.ledger import post_redemption, post_reward_redemption, post_rollback
+from models.payloads import (
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+)
+from workers.handlers.base import Job, Outcome, PermanentError
+
+
+class LedgerConflict(PermanentError):
+    def __init__(self, transaction: Transaction) -> None:
+        super().__init__(
+            f"ledger conflict: key {transaction.key} is already booked with other postings; "
+            "recorded in ledger_conflicts, check the original event and correct by hand"
+        )
+        self.transaction = transaction
+
+
+def handle(job: Job) -> Outcome:
+    payload = job.payload
+    if isinstance(payload, RedemptionSucceeded):
+        return _redemption(job, payload)
+    if isinstance(payload, RewardRedemptionCompleted):
+        _book(job, post_reward_redemption(payload))
+        return Outcome()
+    if isinstance(payload, RedemptionRollbackSucceeded):
+        return _rollback(job, payload)
+    raise PermanentError(f"the ledger has no rule for {job.event_type}")
+
+
+def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
+    try:
+        transactions = post_redemption(payload, job.config.currency)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    _book(job, transactions)
+    role = payload.role if payload.role != "single" else "plain"
+    order = payload.order
+    ledger_store.note_redemption(
+        job.conn,
+        payload.redemption.id,
+        role=role,
+        parent_id=payload.redemption.redemption if role == "child" else None,
+        order_id=order.id if order else None,
+        applied=order.total_applied_discount_amount if order else 0,
+        event_id=job.event_id,
+    )
+    job.released.extend(ledger_store.release(job.conn, payload.redemption.id))
+    parent_id = payload.redemption.id if role == "parent" else payload.redemption.redemption
+    if role in ("parent", "child") and parent_id:
+        return Outcome(note=_stack_note(job, parent_id))
+    return Outcome()
+
+
+def _stack_note(job: Job, parent_id: str) -> str:
+    parent, children_sum, children = ledger_store.stack(job.conn, parent_id)
+    if parent is None:
+        return f"stack {parent_id}: {children} children booked {children_sum}, parent not seen yet"
+    verdict = "matches" if parent == children_sum else f"differs by {parent - children_sum}"
+    return (
+        f"stack {parent_id}: {children} children booked {children_sum}, "
+        f"parent applied {parent}: {verdict}"
+    )
+
+
+def _rollback(job: Job, payload: RedemptionRollbackSucceeded) -> Outcome:
+    original_id = payload.original_id
+    if not ledger_store.redemption_seen(job.conn, original_id):
+        ledger_store.hold(job.conn, original_id, job.event_id)
+        return Outcome("held", f"held: waiting for the original redemption {original_id}")
+    order_id = _order_id(payload)
+    original = ledger_store.transactions_of_redemption(job.conn, original_id, order_id)
+    try:
+        transactions = post_rollback(payload, original)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    _book(job, transactions)
+    return Outcome()
+
+
+def _order_id(payload: RedemptionRollbackSucceeded) -> str | None:
+    original = payload.redemption
+    order = getattr(original, "order", None) if original else None
+    order_id = getattr(order, "id", None)
+    if order_id:
+        return str(order_id)
+    rolled = payload.redemption_rollback.order or payload.order
+    return rolled.id if rolled and rolled.id else None
+
+
+def _book(job: Job, transactions: tuple[Transaction, ...]) -> None:
+    for transaction in transactions:
+        if ledger_store.book(job.conn, transaction, job.event_id, job.now) == "conflict":
+            raise LedgerConflict(transaction)

@@ -1,0 +1,43 @@
+"""Loyalty handler: apply what an event says about a card, under the card's row lock."""
+
+from __future__ import annotations
+
+from models import card_store
+from models.loyalty import (
+    CardObservation,
+    apply_observation,
+    observe_redemption,
+    observe_reward_redemption,
+)
+from models.payloads import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
+from workers.handlers.base import Job, Outcome
+
+
+def handle(job: Job) -> Outcome:
+    observation = _observe(job)
+    if observation is None:
+        return Outcome(note="no loyalty card involved")
+    conn = job.conn
+    # The same Voucherify object reported by a second delivery (another webhook, say) is
+    # the same fact: it must not take its points twice.
+    if not card_store.first_sighting(
+        conn, observation.source_id, observation.card_id, job.event_id, observation.points_taken
+    ):
+        return Outcome(note=f"{observation.source_id} already applied to {observation.card_id}")
+    state = card_store.load_for_update(conn, observation.card_id)
+    if state is None:
+        if card_store.insert_new(conn, apply_observation(None, observation), job.now):
+            return Outcome()
+        # Another worker created the card meanwhile; its row is committed and lockable now.
+        state = card_store.load_for_update(conn, observation.card_id)
+    card_store.save(conn, apply_observation(state, observation), job.now)
+    return Outcome()
+
+
+def _observe(job: Job) -> CardObservation | None:
+    at = source_timestamp(job.body, job.payload)
+    if isinstance(job.payload, RewardRedemptionCompleted):
+        return observe_reward_redemption(job.payload, at)
+    if isinstance(job.payload, RedemptionSucceeded):
+        return observe_redemption(job.payload, at)
+    return None

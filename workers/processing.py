@@ -1,0 +1,208 @@
+"""Running the handlers of stored events: batched for speed, isolated on failure.
+
+For a batch of events each handler runs over all of them in one transaction: its effects and
+its run rows commit together. If that transaction fails, the handler runs again event by event,
+each in its own transaction, so one bad event never holds back the others. What must happen
+after the commit (send notifications, wake held rollbacks, retry later) is returned, not done:
+the Celery layer publishes it.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from models import eventlog, ledger_store, run_store
+from models.payloads import Payload, PayloadError, load_json, parse_payload
+from models.routing import handlers_for
+from workers.handlers import BY_NAME, ORDER
+from workers.handlers.base import Config, Handler, Job, PermanentError
+from workers.handlers.ledger import LedgerConflict
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Retry:
+    event_id: str
+    countdown: float
+
+
+@dataclass
+class FollowUp:
+    """What to publish once the batch is committed."""
+
+    notifications: list[int] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Event:
+    id: str
+    type: str
+    body: dict[str, Any]
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class _Failure:
+    event_id: str
+    handler: str
+    error: BaseException
+    trace: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff: float = 2.0
+    backoff_max: float = 300.0
+
+    def countdown(self, attempts: int) -> float:
+        # Exponential with full jitter, so retries of many events do not arrive together.
+        ceiling = min(self.backoff_max, self.backoff * 2 ** max(attempts - 1, 0))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class Processor:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        policy: RetryPolicy,
+        handlers: Mapping[str, Handler] = BY_NAME,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._policy = policy
+        self._handlers = handlers
+
+    def process(self, ids: list[str]) -> FollowUp:
+        follow = FollowUp()
+        with self._engine.connect() as conn:
+            rows = [row for row in eventlog.load(conn, ids) if row.status == "pending"]
+        events: list[_Event] = []
+        failures: list[_Failure] = []
+        for row in rows:
+            if not handlers_for(row.type):
+                with self._engine.begin() as conn:
+                    eventlog.set_status(conn, row.id, "ignored", _now())
+                continue
+            try:
+                body = load_json(row.body)
+                events.append(_Event(row.id, row.type, body, parse_payload(row.type, body)))
+            except PayloadError as exc:
+                failures.extend(
+                    _Failure(row.id, name, PermanentError(str(exc)), traceback.format_exc())
+                    for name in handlers_for(row.type)
+                )
+        for name in ORDER:
+            group = [event for event in events if name in handlers_for(event.type)]
+            if group:
+                failures.extend(self._run_group(name, group, follow))
+        failed: dict[str, list[str]] = {}
+        for failure in failures:
+            if self._record_failure(failure, follow):
+                failed.setdefault(failure.event_id, []).append(
+                    f"{failure.handler}: {failure.error}"
+                )
+        self._settle({row.id: row.type for row in rows}, failed)
+        return follow
+
+    def _run_group(self, name: str, group: list[_Event], follow: FollowUp) -> list[_Failure]:
+        try:
+            with self._engine.begin() as conn:
+                jobs = [self._run_one(conn, name, event) for event in group]
+        except Exception:
+            log.info("batch_isolating", handler=name, events=len(group))
+        else:
+            _collect(jobs, follow)
+            return []
+        failures = []
+        for event in group:
+            try:
+                with self._engine.begin() as conn:
+                    job = self._run_one(conn, name, event)
+            except Exception as exc:
+                failures.append(_Failure(event.id, name, exc, traceback.format_exc()))
+            else:
+                _collect([job], follow)
+        return failures
+
+    def _run_one(self, conn: Connection, name: str, event: _Event) -> Job | None:
+        now = _now()
+        if not run_store.claim(conn, event.id, name, now):
+            return None  # done before: a redelivered message changes nothing
+        job = Job(conn, event.id, event.type, event.payload, event.body, now, self._config)
+        outcome = self._handlers[name](job)
+        run_store.finish(conn, event.id, name, outcome.status, now, outcome.note)
+        return job
+
+    def _record_failure(self, failure: _Failure, follow: FollowUp) -> bool:
+        """Store the failed attempt; schedule a retry, or answer True when it is final."""
+        now = _now()
+        with self._engine.begin() as conn:
+            attempts = run_store.record_failure(
+                conn,
+                failure.event_id,
+                failure.handler,
+                f"{failure.handler}: {failure.error}",
+                failure.trace,
+                now,
+            )
+            if isinstance(failure.error, LedgerConflict):
+                ledger_store.record_conflict(conn, failure.error.transaction, failure.event_id, now)
+        final = isinstance(failure.error, PermanentError) or attempts >= self._policy.max_attempts
+        log.warning(
+            "handler_failed",
+            event_id=failure.event_id,
+            handler=failure.handler,
+            attempts=attempts,
+            final=final,
+            error=str(failure.error)[:500],
+        )
+        if not final:
+            follow.retries.append(Retry(failure.event_id, self._policy.countdown(attempts)))
+        return final
+
+    def _settle(self, types: dict[str, str], failed: dict[str, list[str]]) -> None:
+        """Processed when every handler is done; failed when one failed for good; else still
+        pending (a handler held, or waiting for its retry), with the reason as its error."""
+        with self._engine.begin() as conn:
+            runs = run_store.statuses(conn, list(types))
+            for event_id, event_type in types.items():
+                names = handlers_for(event_type)
+                if not names:
+                    continue
+                if event_id in failed:
+                    eventlog.set_status(
+                        conn, event_id, "failed", _now(), "; ".join(failed[event_id])
+                    )
+                elif all(runs.get((event_id, name)) == "done" for name in names):
+                    eventlog.set_status(conn, event_id, "processed", _now())
+                else:
+                    waiting = [
+                        f"{name}: {runs.get((event_id, name)) or 'not run'}"
+                        for name in names
+                        if runs.get((event_id, name)) != "done"
+                    ]
+                    eventlog.set_status(conn, event_id, "pending", _now(), "; ".join(waiting))
+
+
+def _collect(jobs: list[Job | None], follow: FollowUp) -> None:
+    for job in jobs:
+        if job is not None:
+            follow.notifications.extend(job.notifications)
+            follow.released.extend(job.released)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
