@@ -44,41 +44,58 @@ def plan(
 
 
 def claim(conn: Connection, notification_id: int) -> Any | None:
-    """Lock a delivery that still has to go out; None when it was sent (or is unknown).
+    """Take a delivery that is waiting to go out, marking it `sending`; None when it is not
+    waiting (sent, being sent, failed for good, or unknown).
 
-    The lock is held while sending, so a duplicate task waits and then finds it sent.
+    The caller commits this before sending: a crash during the send leaves it `sending`, never
+    sent twice. A concurrent claim waits for the row lock and then finds it taken.
     """
-    return conn.execute(
+    row = conn.execute(
         select(notifications)
         .where(notifications.c.seq == notification_id)
-        .where(notifications.c.status != "sent")
+        .where(notifications.c.status == "pending")
         .with_for_update()
     ).first()
+    if row is not None:
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.seq == notification_id)
+            .values(status="sending", attempts=notifications.c.attempts + 1)
+        )
+    return row
 
 
 def mark_sent(conn: Connection, notification_id: int, at: datetime) -> None:
     conn.execute(
         update(notifications)
         .where(notifications.c.seq == notification_id)
-        .values(status="sent", sent_at=at, error=None, attempts=notifications.c.attempts + 1)
+        .values(status="sent", sent_at=at, error=None)
     )
 
 
-def mark_failed(conn: Connection, notification_id: int, error: str, *, final: bool) -> int:
-    """Record a failed attempt; return the attempts so far."""
+def mark_failed(conn: Connection, notification_id: int, error: str, *, final: bool) -> None:
+    """The send failed: back to `pending` for a retry, or `failed` for good."""
     conn.execute(
         update(notifications)
         .where(notifications.c.seq == notification_id)
-        .values(
-            status="failed" if final else "pending",
-            error=error,
-            attempts=notifications.c.attempts + 1,
+        .values(status="failed" if final else "pending", error=error)
+    )
+
+
+def retry_failed(conn: Connection, event_ids: list[str]) -> list[int]:
+    """Put failed deliveries of these events back to `pending` (a replay asked to notify)."""
+    ids = list(
+        conn.scalars(
+            select(notifications.c.seq)
+            .where(notifications.c.event_id.in_(event_ids))
+            .where(notifications.c.status.in_(("failed", "pending")))
         )
     )
-    return int(
-        conn.scalar(select(notifications.c.attempts).where(notifications.c.seq == notification_id))
-        or 0
-    )
+    if ids:
+        conn.execute(
+            update(notifications).where(notifications.c.seq.in_(ids)).values(status="pending")
+        )
+    return ids
 
 
 def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]:
@@ -90,17 +107,6 @@ def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]
             .where(notifications.c.created_at < older_than)
             .order_by(notifications.c.seq)
             .limit(limit)
-        )
-    )
-
-
-def undelivered(conn: Connection, event_ids: list[str]) -> list[int]:
-    """Deliveries of these events that never went out (pending or failed)."""
-    return list(
-        conn.scalars(
-            select(notifications.c.seq)
-            .where(notifications.c.event_id.in_(event_ids))
-            .where(notifications.c.status != "sent")
         )
     )
 

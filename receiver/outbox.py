@@ -118,25 +118,16 @@ def sweep(
             return total
 
 
-class Sweeper:
-    """Runs `sweep` every `interval` seconds in a background thread."""
+class Periodic:
+    """Runs `step` every `interval` seconds in a background thread; a failing step is logged
+    and tried again at the next tick."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        publish: Publish,
-        *,
-        interval: float,
-        after: float,
-        redispatch_after: float,
-    ) -> None:
-        self._engine = engine
-        self._publish = publish
+    def __init__(self, name: str, interval: float, step: Callable[[], int]) -> None:
+        self._name = name
         self._interval = interval
-        self._after = after
-        self._redispatch_after = redispatch_after
+        self._step = step
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-sweep", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -148,14 +139,9 @@ class Sweeper:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                count = sweep(
-                    self._engine,
-                    self._publish,
-                    after=self._after,
-                    redispatch_after=self._redispatch_after,
-                )
+                count = self._step()
             except Exception as exc:
-                log.warning("sweep_failed", error=str(exc).splitlines()[0])
+                log.warning("periodic_failed", job=self._name, error=str(exc).splitlines()[0])
                 continue
             if count:
-                log.info("sweep_dispatched", events=count)
+                log.info("periodic_done", job=self._name, count=count)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from models import schema
 from models.db import make_engine
-from models.tables import events
+from models.tables import events, metadata
 from tests.support import services
 from tests.support.processes import Receiver, base_env
 
@@ -63,8 +63,10 @@ class EventLog:
             }
 
     def clear(self) -> None:
+        """Empty every table: the event log and everything computed from it."""
         with self.engine.begin() as conn:
-            conn.execute(delete(events))
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(delete(table))
 
 
 @pytest.fixture(params=["postgresql", "sqlite"], scope="module")

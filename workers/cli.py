@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import schema
+from models import card_store, ledger_store, schema
 from models.db import make_engine
 from models.settings import ConfigError, Settings, load_settings
-from workers import logs
+from workers import logs, output
 
 
 class CommandError(Exception):
@@ -72,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(command=cmd_migrate)
+
+    ledger = sub.add_parser("ledger", help="the double-entry ledger")
+    ledger_sub = ledger.add_subparsers(required=True, metavar="WHAT")
+    balances = ledger_sub.add_parser("balances", help="account balances")
+    balances.add_argument("--account", metavar="PREFIX", help="only accounts starting so")
+    balances.add_argument("--json", action="store_true", help="JSON for scripts")
+    balances.set_defaults(command=cmd_ledger_balances)
+
+    loyalty = sub.add_parser("loyalty", help="one loyalty card")
+    loyalty.add_argument("card_id", metavar="CARD_ID", help="the card's voucher id (v_…)")
+    loyalty.add_argument("--json", action="store_true", help="JSON for scripts")
+    loyalty.set_defaults(command=cmd_loyalty)
 
     send = sub.add_parser("send", help="sign a payload with the configured secret and POST it")
     send.add_argument("file", type=Path, help="JSON file to send")
@@ -139,6 +152,56 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     prepare_database(settings)
     run(settings, concurrency=args.concurrency, pool=args.pool)
+    return 0
+
+
+def _connect(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
+    try:
+        schema.check(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(_db_error(settings, exc)) from None
+    return engine
+
+
+def cmd_ledger_balances(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _connect(settings)
+    with engine.connect() as conn:
+        rows = ledger_store.balances(conn, args.account)
+    if args.json:
+        output.print_json([{"account": a, "asset": s, "balance": b} for a, s, b in rows])
+    elif not rows:
+        print(
+            "no postings" + (f" for accounts starting with {args.account}" if args.account else "")
+        )
+    else:
+        output.print_table(("account", "asset", "balance"), rows)
+    return 0
+
+
+def cmd_loyalty(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _connect(settings)
+    with engine.connect() as conn:
+        card = card_store.get(conn, args.card_id)
+    if card is None:
+        raise CommandError(
+            f"no loyalty card {args.card_id}: no processed event touched it "
+            "(card ids are voucher ids, v_…; see `voucherhook events list`)"
+        )
+    record = {
+        "card_id": card.card_id,
+        "customer_id": card.customer_id,
+        "balance": card.balance,
+        "points_spent": card.points_spent,
+        "as_of": card.as_of,
+        "events": card.events,
+        "flagged": card.flagged,
+        "flags": list(card.flags),
+    }
+    if args.json:
+        output.print_json(record)
+    else:
+        output.print_record(list(record.items()))
     return 0
 
 

@@ -3,35 +3,57 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 from celery.signals import worker_ready, worker_shutdown
 
+from models import notification_store
 from models.db import make_engine
 from models.settings import Settings
-from receiver.outbox import Sweeper
+from receiver.outbox import Periodic, sweep
 from workers import tasks
-from workers.celery_app import make_celery, publisher
+from workers.celery_app import SEND_NOTIFICATION, make_celery, publisher
 from workers.runtime import Runtime
 
 
 def run(settings: Settings, *, concurrency: int | None = None, pool: str | None = None) -> None:
     app = make_celery(settings)
     tasks.register(app, Runtime(settings))
-    sweeper = Sweeper(
-        make_engine(settings.database_url, pool_size=1),
-        publisher(app, settings.queue),
-        interval=settings.sweep_interval,
-        after=settings.sweep_after,
-        redispatch_after=settings.redispatch_after,
-    )
+    engine = make_engine(settings.database_url, pool_size=1)
+    publish = publisher(app, settings.queue)
+
+    def sweep_events() -> int:
+        return sweep(
+            engine,
+            publish,
+            after=settings.sweep_after,
+            redispatch_after=settings.redispatch_after,
+        )
+
+    def sweep_notifications() -> int:
+        # A planned delivery whose send task was lost (a broker restart) is queued again.
+        with engine.begin() as conn:
+            ids = notification_store.stale(
+                conn, datetime.now(UTC) - timedelta(seconds=settings.redispatch_after)
+            )
+        for notification_id in ids:
+            app.send_task(SEND_NOTIFICATION, args=[notification_id], queue=settings.queue)
+        return len(ids)
+
+    sweepers = [
+        Periodic("outbox-sweep", settings.sweep_interval, sweep_events),
+        Periodic("notification-sweep", settings.sweep_interval, sweep_notifications),
+    ]
 
     @worker_ready.connect(weak=False)
-    def _start_sweeper(**_: object) -> None:
-        sweeper.start()
+    def _start_sweepers(**_: object) -> None:
+        for sweeper in sweepers:
+            sweeper.start()
 
     @worker_shutdown.connect(weak=False)
-    def _stop_sweeper(**_: object) -> None:
-        sweeper.stop()
+    def _stop_sweepers(**_: object) -> None:
+        for sweeper in sweepers:
+            sweeper.stop()
 
     # The embedded broker is a SQLite file: one process consumes it, tasks run in that process.
     pool = pool or ("solo" if settings.embedded else "prefork")

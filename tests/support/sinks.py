@@ -1,0 +1,85 @@
+"""Real peers for notifications on loopback: an SMTP server and an HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.support.services import free_port
+
+
+class SmtpSink:
+    """aiosmtpd on a free port; refuses the first `refuse` messages with a 451."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.messages: list[Message] = []
+        self.refused = 0
+        self._refuse = refuse
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            if self.refused < self._refuse:
+                self.refused += 1
+                return "451 4.3.0 try again later"
+            assert isinstance(envelope.content, bytes)
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class HttpSink:
+    """A threaded HTTP server that records every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.keys: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"null")
+                with sink._lock:
+                    sink.requests.append(body)
+                    sink.keys[self.headers.get("idempotency-key", "")] += 1
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/ops"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
