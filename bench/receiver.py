@@ -443,10 +443,15 @@ def report(phases: list[Phase], args: argparse.Namespace, log_notes: list[str]) 
     print()
     print("stored check (rows added to the table == 2xx answers):")
     for phase in phases:
-        for m in [*phase.baseline_runs, *phase.receiver_runs, *phase.latency_runs]:
+        numbered = [
+            (f"{m.label} #{i}", m)
+            for runs in (phase.baseline_runs, phase.receiver_runs)
+            for i, m in enumerate(runs, 1)
+        ]
+        for label, m in [*numbered, *((m.label, m) for m in phase.latency_runs)]:
             verdict = "ok" if m.stored_ok else "MISMATCH"
             details = _error_details(m)
-            print(f"  {m.label}: 2xx {m.result['ok']}, rows {m.rows_added}: {verdict}{details}")
+            print(f"  {label}: 2xx {m.result['ok']}, rows {m.rows_added}: {verdict}{details}")
     print()
     for note in log_notes:
         print(note)

@@ -45,7 +45,6 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, alias="VOUCHERHOOK_MAX_ATTEMPTS", ge=1)
     retry_backoff: float = Field(2.0, alias="VOUCHERHOOK_RETRY_BACKOFF", gt=0)
     retry_backoff_max: float = Field(300.0, alias="VOUCHERHOOK_RETRY_BACKOFF_MAX", gt=0)
-    batch_size: int = Field(100, alias="VOUCHERHOOK_BATCH_SIZE", ge=1, le=1000)
     log_format: str = Field("json", alias="VOUCHERHOOK_LOG_FORMAT", pattern=r"^(json|console)$")
     log_level: str = Field(
         "INFO", alias="VOUCHERHOOK_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"

@@ -60,3 +60,16 @@ def envelope(
 
 def dumps(payload: object, *, pretty: bool = False) -> bytes:
     return json.dumps(payload, indent=2 if pretty else None).encode()
+
+
+def reward_redemption(
+    rewr_id: str, card_id: str, *, balance: int, points: int, at: str
+) -> dict[str, Any]:
+    """The seed reward redemption for another card, cost and time; its figures consistent."""
+    data = example(REWARD_REDEMPTION)
+    voucher = data["voucher"]
+    redeemed = voucher["redemption"]["redeemed_points"]
+    voucher.update(id=card_id, loyalty_card={"points": balance + redeemed, "balance": balance})
+    data["reward_redemption"].update(id=rewr_id, voucher_id=card_id, created_at=at, updated_at=at)
+    data["reward_assignment"]["parameters"]["loyalty"]["points"] = points
+    return data

@@ -57,6 +57,7 @@ class Process:
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(30)
+        self._out.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1,0 +1,108 @@
+"""Driving the Processor directly against a real database: store events as the receiver does,
+process them as a worker task does, and read back what the stores hold."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, func, select
+
+from models import card_store, ledger_store, notification_store, run_store
+from models.eventlog import NewEvent, insert_new
+from models.identity import identify
+from models.loyalty import CardState
+from models.tables import ledger_transactions
+from tests.conftest import EventLog
+from workers.handlers import BY_NAME
+from workers.handlers.base import Config, Handler
+from workers.processing import Processor, RetryPolicy
+from workers.templates import environment
+
+USD = "USD"
+WEBHOOK_URL = "http://127.0.0.1:9/hooks"
+CONFIG = Config(currency=USD, templates=environment(None), email=True, webhook_url=WEBHOOK_URL)
+POLICY = RetryPolicy(max_attempts=3, backoff=0.01, backoff_max=0.01)
+
+Balances = dict[tuple[str, str], int]
+
+
+def make_processor(engine: Engine, handlers: Mapping[str, Handler] = BY_NAME) -> Processor:
+    """A Processor built as `workers.runtime.Runtime.processor` builds one."""
+    return Processor(engine, CONFIG, POLICY, handlers)
+
+
+def store(engine: Engine, event_type: str, payload: Mapping[str, Any]) -> str:
+    """Store a delivery as the receiver does (identity from `identify`, status pending); its id.
+
+    Storing the same identity again is a no-op, as for a duplicate delivery."""
+    body = json.dumps(payload).encode()
+    identified = identify(body, event_type)
+    assert identified.status == "pending", identified
+    event = NewEvent(
+        id=identified.event_id,
+        type=identified.event_type,
+        status="pending",
+        received_at=datetime.now(UTC),
+        body=body,
+        headers={},
+        remote_addr=None,
+        delivery_id=identified.delivery_id,
+        error=None,
+    )
+    with engine.begin() as conn:
+        insert_new(conn, [event])
+    return identified.event_id
+
+
+def balances(engine: Engine) -> Balances:
+    """(account, asset) -> balance, for every account with postings."""
+    with engine.connect() as conn:
+        return {(account, asset): total for account, asset, total in ledger_store.balances(conn)}
+
+
+def nonzero(found: Balances) -> Balances:
+    return {key: total for key, total in found.items() if total}
+
+
+def ledger_keys(engine: Engine, event_id: str | None = None) -> set[str]:
+    """The keys booked (by one event, or by all)."""
+    stmt = select(ledger_transactions.c.key)
+    if event_id is not None:
+        stmt = stmt.where(ledger_transactions.c.event_id == event_id)
+    with engine.connect() as conn:
+        return set(conn.scalars(stmt))
+
+
+def count(engine: Engine, table: Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def card(engine: Engine, card_id: str) -> CardState | None:
+    with engine.connect() as conn:
+        return card_store.get(conn, card_id)
+
+
+def cards(engine: Engine) -> list[CardState]:
+    with engine.connect() as conn:
+        return card_store.all_cards(conn)
+
+
+def runs(engine: Engine, event_id: str) -> dict[str, Any]:
+    """Handler name -> its run row."""
+    with engine.connect() as conn:
+        return {row.handler: row for row in run_store.for_event(conn, event_id)}
+
+
+def notifications(engine: Engine, event_id: str) -> list[Any]:
+    with engine.connect() as conn:
+        return notification_store.for_event(conn, event_id)
+
+
+def event(engine: Engine, event_id: str) -> dict[str, Any]:
+    row = EventLog(engine).get(event_id)
+    assert row is not None, f"{event_id} is not stored"
+    return row
