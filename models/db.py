@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def engine_url(database_url: str) -> URL:
@@ -42,6 +43,30 @@ def make_engine(database_url: str, *, pool_size: int = 5, timeout: float = 5.0) 
             "keepalives_interval": 1,
             "keepalives_count": 3,
         },
+    )
+
+
+def make_async_engine(
+    database_url: str, *, pool_size: int = 4, timeout: float = 5.0
+) -> AsyncEngine:
+    """For the receiver's writer, which stores from the event loop: asyncpg or aiosqlite.
+
+    No pre-ping (a round trip per checkout): the writer retries a statement that failed on a
+    connection the server dropped.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(
+            url.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": timeout}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url.set(drivername="postgresql+asyncpg"),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=timeout,
+        connect_args={"timeout": timeout, "command_timeout": timeout},
     )
 
 

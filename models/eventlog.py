@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import events
@@ -27,6 +27,7 @@ class NewEvent:
     remote_addr: str | None
     delivery_id: str | None
     error: str | None
+    dispatched_at: datetime | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -39,33 +40,46 @@ class NewEvent:
             "remote_addr": self.remote_addr,
             "delivery_id": self.delivery_id,
             "error": self.error,
+            "dispatched_at": self.dispatched_at,
         }
 
 
-def insert_new(conn: Connection, batch: Sequence[NewEvent]) -> set[str]:
-    """Insert the events whose identity is not stored yet; return the ids that were new.
+def insert_new_statement(dialect_name: str) -> Any:
+    """INSERT … ON CONFLICT (id) DO NOTHING RETURNING id, executed with one row per event.
 
-    `batch` must hold each id once. Against a concurrent insert of the same id, PostgreSQL
-    waits for the other transaction, so a duplicate is only reported once the original is
-    committed.
+    The ids returned are the new ones. Each id must appear once per execution. Against a
+    concurrent insert of the same id, PostgreSQL waits for the other transaction, so a
+    duplicate is only reported once the original is committed.
     """
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        dialect.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+    )
+
+
+def insert_new(conn: Connection, batch: Sequence[NewEvent]) -> set[str]:
+    """Insert the events whose identity is not stored yet; return the ids that were new."""
     if not batch:
         return set()
-    stmt = _insert(conn).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-    result = conn.execute(stmt, [event.row() for event in batch])
+    result = conn.execute(insert_new_statement(conn.dialect.name), [e.row() for e in batch])
     return {row[0] for row in result}
-
-
-def _insert(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt: Insert = dialect.insert(events)
-    return stmt
 
 
 def mark_dispatched(conn: Connection, ids: Iterable[str], at: datetime) -> None:
     ids = list(ids)
     if ids:
         conn.execute(update(events).where(events.c.id.in_(ids)).values(dispatched_at=at))
+
+
+def unmark_dispatched(conn: Connection, ids: Iterable[str]) -> None:
+    """The broker did not take them after all: leave them to the sweep."""
+    ids = list(ids)
+    if ids:
+        conn.execute(
+            update(events)
+            .where(events.c.id.in_(ids), events.c.status == "pending")
+            .values(dispatched_at=None)
+        )
 
 
 def claim_due(

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     queue: str = Field("voucherhook", alias="VOUCHERHOOK_QUEUE", pattern=r"^[A-Za-z0-9_.\-]+$")
     sweep_interval: float = Field(10.0, alias="VOUCHERHOOK_SWEEP_INTERVAL", gt=0)
     sweep_after: float = Field(30.0, alias="VOUCHERHOOK_SWEEP_AFTER", ge=0)
-    redispatch_after: float = Field(600.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
+    redispatch_after: float = Field(300.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
     worker_concurrency: int = Field(2, alias="VOUCHERHOOK_WORKER_CONCURRENCY", ge=1)
     email_from: str = Field("voucherhook@localhost", alias="VOUCHERHOOK_EMAIL_FROM")
     templates_dir: Path | None = Field(None, alias="VOUCHERHOOK_TEMPLATES_DIR")

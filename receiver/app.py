@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,23 +41,25 @@ class BodyTooLarge(Exception):
 def create_app(
     settings: Settings,
     engine: Engine,
+    writer_engine: AsyncEngine,
     publish: Publish,
     *,
     broker_check: Callable[[], str] | None = None,
 ) -> Starlette:
-    """Build the receiver. `publish` hands event ids to the broker; `broker_check` returns
-    the broker's state for /readyz ("ok" or a short reason)."""
+    """Build the receiver. `writer_engine` stores deliveries from the event loop; `engine`
+    serves the rest (outbox, readiness, metrics) from threads. `publish` hands event ids to
+    the broker; `broker_check` returns its state for /readyz ("ok" or a short reason)."""
     metrics = ReceiverMetrics(engine)
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
-    writer = EventWriter(engine, dispatcher.submit)
+    writer = EventWriter(writer_engine, dispatcher.submit)
     secrets = settings.secrets
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         dispatcher.start()
-        writer.start()
+        await writer.start()
         yield
-        await run_in_threadpool(writer.stop)
+        await writer.stop()
         await run_in_threadpool(dispatcher.stop)
 
     def answer(outcome: str, code: int, **body: Any) -> JSONResponse:
@@ -104,16 +107,21 @@ def create_app(
                 "under VOUCHERIFY_WEBHOOK_SECRET",
             )
         verdict = identify(body, path_type)
+        received_at = datetime.now(UTC)
         event = NewEvent(
             id=verdict.event_id,
             type=verdict.event_type,
             status=verdict.status,
-            received_at=datetime.now(UTC),
+            received_at=received_at,
             body=body,
             headers={k: v for k in KEPT_HEADERS if (v := request.headers.get(k)) is not None},
             remote_addr=request.client.host if request.client else None,
             delivery_id=verdict.delivery_id,
             error=verdict.reason,
+            # Stamped as handed to the broker in the same insert, since publishing follows the
+            # commit; a failed publish clears it. Only a crash in between leaves it stamped
+            # but unpublished, and VOUCHERHOOK_REDISPATCH_AFTER then catches it.
+            dispatched_at=received_at if verdict.status == "pending" else None,
         )
         try:
             new = await writer.store(event, settings.store_timeout)

@@ -1,21 +1,21 @@
 """Durable storing of deliveries, with commits shared across concurrent requests.
 
-One writer thread takes every event waiting to be stored, inserts them in one transaction and
-commits once; each request is answered when the commit that holds its event is done. Under
-load many requests share one commit (group commit); alone, a request waits for its own.
+Writer tasks on the event loop take every event waiting to be stored, insert them in one
+transaction and commit once; each request is answered when the commit that holds its event is
+done. Under load many requests share one commit (group commit); alone, a request waits for its
+own. Two writers overlap, so one batch is inserted while the previous one commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import eventlog
 from models.eventlog import NewEvent
@@ -30,95 +30,92 @@ class StoreUnavailable(Exception):
 @dataclass
 class _Pending:
     event: NewEvent
-    loop: asyncio.AbstractEventLoop
     future: asyncio.Future[bool] = field(repr=False)
 
 
 class EventWriter:
     def __init__(
         self,
-        engine: Engine,
+        engine: AsyncEngine,
         on_committed: Callable[[list[str]], None],
         *,
         max_batch: int = 500,
+        writers: int = 2,
     ) -> None:
         self._engine = engine
         self._on_committed = on_committed
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._writers = writers
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._statement = eventlog.insert_new_statement(engine.dialect.name)
 
-    def start(self) -> None:
-        self._thread.start()
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"event-writer-{n}") for n in range(self._writers)
+        ]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+    async def stop(self) -> None:
+        while not self._queue.empty():  # let what was accepted for storing be stored
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._engine.dispose()
 
     async def store(self, event: NewEvent, timeout: float) -> bool:
         """Commit `event`; True when it is new, False when its identity was stored already."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._queue.put(_Pending(event, loop, future))
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(event, future))
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             # It may still commit later: a retried delivery then finds it as a duplicate.
             raise StoreUnavailable(f"no commit within {timeout:g}s") from None
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stopping:
-                return
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
 
-    def _write(self, batch: list[_Pending]) -> None:
+    async def _insert(self, batch: list[NewEvent]) -> set[str]:
+        rows = [event.row() for event in batch]
+        for attempt in (1, 2):
+            try:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(self._statement, rows)
+                    return {row[0] for row in result}
+            except DBAPIError as exc:
+                # A connection the server dropped fails its first statement (there is no
+                # pre-ping); the batch is tried once more on a fresh connection.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _write(self, batch: list[_Pending]) -> None:
         unique: dict[str, NewEvent] = {}
         for pending in batch:
             unique.setdefault(pending.event.id, pending.event)
         try:
-            with self._engine.begin() as conn:
-                new_ids = eventlog.insert_new(conn, list(unique.values()))
+            new_ids = await self._insert(list(unique.values()))
         except Exception as exc:
             log.warning("store_failed", error=str(exc).splitlines()[0], events=len(unique))
             failure = StoreUnavailable(type(exc).__name__)
             for pending in batch:
-                _settle(pending, failure)
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
             return
         answered: set[str] = set()
         for pending in batch:
             event_id = pending.event.id
             # Only the first request for an id in the batch gets "new"; the rest are duplicates.
-            _settle(pending, event_id in new_ids and event_id not in answered)
+            if not pending.future.done():
+                pending.future.set_result(event_id in new_ids and event_id not in answered)
             answered.add(event_id)
         to_dispatch = [eid for eid in new_ids if unique[eid].status == "pending"]
         if to_dispatch:
             self._on_committed(to_dispatch)
-
-
-def _settle(pending: _Pending, outcome: bool | Exception) -> None:
-    def apply() -> None:
-        if pending.future.done():
-            return
-        if isinstance(outcome, Exception):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)
-
-    # A closed loop means nobody is waiting for the answer any more.
-    with contextlib.suppress(RuntimeError):
-        pending.loop.call_soon_threadsafe(apply)

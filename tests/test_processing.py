@@ -1,6 +1,7 @@
 """The Processor against real PostgreSQL (bookkeeping.md): stored events in, the ledger, the
 loyalty cards, the planned notifications and the handler runs out. No Celery: a test calls
-`Processor.process(ids)` as the worker task does and plays the broker itself."""
+`Processor.process(ids)` as the worker task does and plays the broker itself. Rollbacks held
+for their original, and failures: `test_processing_holds_and_failures.py`."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 from sqlalchemy import Engine, update
 
 from models.db import make_engine
-from models.tables import events, handler_runs, ledger_holds, ledger_postings, notifications
-from models.tables import ledger_conflicts, ledger_transactions
+from models.tables import (
+    events,
+    handler_runs,
+    ledger_postings,
+    notifications,
+)
 from tests.conftest import EventLog
 from tests.support.processing import (
-    POLICY,
     WEBHOOK_URL,
     balances,
     card,
@@ -24,19 +28,16 @@ from tests.support.processing import (
     event,
     ledger_keys,
     make_processor,
-    nonzero,
+    process,
     runs,
     store,
 )
 from tests.support.processing import notifications as planned
 from tests.unit import recorded
-from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
-from workers.handlers import BY_NAME, loyalty
-from workers.handlers.base import Job, Outcome
+from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION
 
 ORDER = "ord_3VYCHwdV0YOOch2nm1RsTKNI"
 CAMPAIGN = "camp_kwMyXFKquedx8FzXNpVPN7QU"
-SEED_R = "r_0e2500291ae016adea"
 REWARD = "rew_UtRGHxt98jwCzodkskxQ7KLp"
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
 HOLDER = "cust_2myfc5acSBgoMV72R5tyTBc8"
@@ -55,10 +56,6 @@ def db(engine: Engine) -> Engine:
     """The engine, on a database emptied of every event and everything computed from them."""
     EventLog(engine).clear()
     return engine
-
-
-def process(engine: Engine, *event_ids: str) -> None:
-    make_processor(engine).process(list(event_ids))
 
 
 # The seed examples ---------------------------------------------------------------------------
@@ -220,6 +217,23 @@ def test_one_reward_redemption_delivered_raw_and_in_an_envelope_is_counted_once(
     assert {event(db, raw)["status"], event(db, enveloped)["status"]} == {"processed"}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="notifications are unique per (event row, channel, recipient): a second identity "
+    "of the same Voucherify event plans a second email and webhook",
+)
+def test_one_redemption_delivered_raw_and_in_an_envelope_is_notified_once(db: Engine) -> None:
+    data = recorded.seed_redemption()
+    raw = store(db, REDEMPTION, data)
+    enveloped = store(db, REDEMPTION, recorded.envelope(REDEMPTION, data))
+
+    process(db, raw)
+    process(db, enveloped)
+
+    sent = [(n.channel, n.recipient) for n in planned(db, raw) + planned(db, enveloped)]
+    assert sorted(sent) == [("email", "jane@jane.io"), ("webhook", WEBHOOK_URL)]
+
+
 # Stacks --------------------------------------------------------------------------------------
 
 STACK_MEMBERS = ("child 1", "child 2", "parent")
@@ -269,179 +283,3 @@ def test_the_last_stack_member_processed_notes_that_the_stack_matches(
     assert note == (
         f"stack {recorded.STACK_PARENT}: 2 children booked 1500, parent applied 1500: matches"
     )
-
-
-# Rollbacks -----------------------------------------------------------------------------------
-
-
-def seed_rollback(order_status: str) -> Json:
-    return recorded.rollback(recorded.seed_redemption(), "rr_seed_1", order_status=order_status)
-
-
-def test_a_rollback_before_its_original_is_held_and_books_nothing(db: Engine) -> None:
-    rollback = store(db, ROLLBACK, seed_rollback("CANCELED"))
-
-    follow = make_processor(db).process([rollback])
-
-    assert event(db, rollback)["status"] == "pending"
-    assert runs(db, rollback)["ledger"].status == "held"
-    assert balances(db) == {}
-    assert count(db, ledger_holds) == 1
-    assert follow.retries == []  # waiting for the original, not for a retry
-
-
-def test_the_original_redemption_releases_its_held_rollback(db: Engine) -> None:
-    rollback = store(db, ROLLBACK, seed_rollback("CANCELED"))
-    process(db, rollback)
-    original = store(db, REDEMPTION, recorded.seed_redemption())
-
-    follow = make_processor(db).process([original])
-
-    assert follow.released == [rollback]
-    assert count(db, ledger_holds) == 0
-
-
-@pytest.mark.parametrize(
-    ("order_status", "expected"),
-    [
-        ("CANCELED", {}),
-        ("PAID", {(f"order:{ORDER}", "USD"): 7000, ("sales", "USD"): -7000}),
-    ],
-)
-def test_a_released_rollback_books_the_exact_inverse_and_reverses_the_gross_only_if_cancelled(
-    db: Engine, order_status: str, expected: dict[tuple[str, str], int]
-) -> None:
-    rollback = store(db, ROLLBACK, seed_rollback(order_status))
-    process(db, rollback)
-    original = store(db, REDEMPTION, recorded.seed_redemption())
-    released = make_processor(db).process([original]).released
-
-    make_processor(db).process(released)
-
-    assert event(db, rollback)["status"] == "processed"
-    assert nonzero(balances(db)) == expected
-    assert f"rollback:rr_seed_1" in ledger_keys(db, rollback)
-    reversal = f"order:{ORDER}:gross:reversal"
-    assert (reversal in ledger_keys(db)) is (order_status == "CANCELED")
-
-
-# Failures ------------------------------------------------------------------------------------
-
-
-def without_order() -> Json:
-    data = recorded.seed_redemption()
-    data["order"] = None
-    data["redemption"]["order"] = None
-    return data
-
-
-def test_a_redemption_without_an_order_fails_naming_the_field(db: Engine) -> None:
-    event_id = store(db, REDEMPTION, without_order())
-
-    follow = make_processor(db).process([event_id])
-
-    stored = event(db, event_id)
-    assert stored["status"] == "failed"
-    assert "order" in str(stored["error"])
-    assert follow.retries == []  # a payload cannot get better by waiting
-
-
-def test_a_redemption_without_an_order_keeps_its_traceback_and_books_nothing(db: Engine) -> None:
-    event_id = store(db, REDEMPTION, without_order())
-
-    process(db, event_id)
-
-    ledger = runs(db, event_id)["ledger"]
-    assert ledger.status == "failed"
-    assert "Traceback" in ledger.traceback
-    assert "order" in ledger.error
-    assert balances(db) == {}
-    assert count(db, ledger_transactions) == 0
-
-
-def conflicting_redemptions(db: Engine) -> tuple[str, str]:
-    first = store(
-        db, REDEMPTION, recorded.redemption("r_conflict_1", order_id="ord_c", amount=7000)
-    )
-    second = store(
-        db, REDEMPTION, recorded.redemption("r_conflict_2", order_id="ord_c", amount=8000)
-    )
-    process(db, first)
-    process(db, second)
-    return first, second
-
-
-def test_the_same_key_with_other_postings_fails_the_event_as_a_ledger_conflict(
-    db: Engine,
-) -> None:
-    first, second = conflicting_redemptions(db)
-
-    assert event(db, first)["status"] == "processed"
-    assert event(db, second)["status"] == "failed"
-    assert "ledger conflict" in str(event(db, second)["error"])
-    assert "order:ord_c:gross" in str(event(db, second)["error"])
-
-
-def test_a_ledger_conflict_is_recorded_and_the_event_books_nothing(db: Engine) -> None:
-    _, second = conflicting_redemptions(db)
-
-    with db.connect() as conn:
-        rows = list(conn.execute(ledger_conflicts.select()))
-    assert [(row.key, row.event_id) for row in rows] == [("order:ord_c:gross", second)]
-    assert ledger_keys(db, second) == set()
-    assert balances(db)[("sales", "USD")] == -7000
-
-
-@dataclass
-class FlakyLoyalty:
-    """The loyalty handler behind a switch: a dependency that is down, then back."""
-
-    down: bool = True
-    calls: int = 0
-
-    def __call__(self, job: Job) -> Outcome:
-        self.calls += 1
-        if self.down:
-            raise RuntimeError("card lock timed out")
-        return loyalty.handle(job)
-
-
-def test_a_transient_handler_failure_is_retried_and_then_completes(db: Engine) -> None:
-    flaky = FlakyLoyalty()
-    processor = make_processor(db, {**BY_NAME, "loyalty": flaky})
-    event_id = store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption())
-
-    first = processor.process([event_id])
-
-    assert [retry.event_id for retry in first.retries] == [event_id]
-    assert 0 < first.retries[0].countdown <= POLICY.backoff_max
-    assert event(db, event_id)["status"] == "pending"
-    assert runs(db, event_id)["loyalty"].status == "failed"
-    assert card(db, CARD) is None
-
-    flaky.down = False
-    second = processor.process([event_id])
-
-    assert second.retries == []
-    assert event(db, event_id)["status"] == "processed"
-    assert count(db, ledger_transactions) == 1
-    assert balances(db)[(f"loyalty:card:{CARD}", "POINTS")] == -100
-    state = card(db, CARD)
-    assert state is not None
-    assert state.points_spent == 100
-
-
-def test_a_handler_that_fails_max_attempts_times_fails_the_event(db: Engine) -> None:
-    processor = make_processor(db, {**BY_NAME, "loyalty": FlakyLoyalty()})
-    event_id = store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption())
-
-    follows = [processor.process([event_id]) for _ in range(POLICY.max_attempts)]
-
-    assert [len(follow.retries) for follow in follows] == [1] * (POLICY.max_attempts - 1) + [0]
-    stored = event(db, event_id)
-    assert stored["status"] == "failed"
-    assert "card lock timed out" in str(stored["error"])
-    assert runs(db, event_id)["loyalty"].attempts == POLICY.max_attempts
-    # Only the failing handler is held back: the books were kept once.
-    assert runs(db, event_id)["ledger"].status == "done"
-    assert count(db, ledger_transactions) == 1

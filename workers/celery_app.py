@@ -16,7 +16,10 @@ SEND_NOTIFICATION = "voucherhook.send_notification"
 VISIBILITY_TIMEOUT = 3600
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, *, fail_fast: bool = False) -> Celery:
+    """`fail_fast` is for a process that only publishes (the receiver): a broker that is down
+    fails a publish at once, instead of after seconds of reconnecting, and the outbox sweep
+    publishes later."""
     app = Celery("voucherhook", broker=settings.broker_url, set_as_current=False)
     transport: dict[str, Any] = {}
     if not settings.embedded:
@@ -26,6 +29,8 @@ def make_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": 3,
             "health_check_interval": 10,
         }
+        if fail_fast:
+            transport.update(max_retries=0, interval_start=0, connect_retries_timeout=1)
     app.conf.update(
         task_default_queue=settings.queue,
         task_serializer="json",

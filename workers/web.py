@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from models.db import make_engine
+from models.db import make_async_engine, make_engine
 from models.settings import load_settings
 from receiver.app import create_app
 from workers import logs
@@ -15,11 +15,14 @@ def app_from_env() -> Starlette:
     """uvicorn's factory: each web process reads the environment and builds its own app."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
-    engine = make_engine(settings.database_url, pool_size=4, timeout=settings.store_timeout / 2)
-    celery = make_celery(settings)
+    timeout = settings.store_timeout / 2
+    engine = make_engine(settings.database_url, pool_size=2, timeout=timeout)
+    writer_engine = make_async_engine(settings.database_url, timeout=timeout)
+    celery = make_celery(settings, fail_fast=True)
     return create_app(
         settings,
         engine,
+        writer_engine,
         publisher(celery, settings.queue),
         broker_check=lambda: broker_state(celery),
     )

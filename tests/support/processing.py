@@ -106,3 +106,8 @@ def event(engine: Engine, event_id: str) -> dict[str, Any]:
     row = EventLog(engine).get(event_id)
     assert row is not None, f"{event_id} is not stored"
     return row
+
+
+def process(engine: Engine, *event_ids: str) -> None:
+    """One task processing these events; what it would publish is dropped."""
+    make_processor(engine).process(list(event_ids))
