@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.journal import Posting, Transaction
@@ -137,6 +137,18 @@ def release(conn: Connection, original_id: str) -> list[str]:
     if held:
         conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id == original_id))
     return held
+
+
+def lock_redemption(conn: Connection, redemption_id: str) -> None:
+    """Serialise, until commit, everything that concerns one redemption's presence: a
+    rollback checking for its original and the original being noted cannot interleave (else
+    the rollback could hold itself after the original looked for holds). SQLite runs one
+    writer at a time and needs no lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"redemption:{redemption_id}"},
+        )
 
 
 def note_redemption(

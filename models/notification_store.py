@@ -18,18 +18,21 @@ def _dialect(conn: Connection) -> Any:
 def plan(
     conn: Connection,
     event_id: str,
+    source_id: str,
     channel: str,
     recipient: str,
     subject: str,
     body: str,
     at: datetime,
 ) -> int | None:
-    """Create the delivery; its id, or None when this (event, channel, recipient) exists."""
+    """Create the delivery; its id, or None when one exists for this Voucherify object,
+    channel and recipient (whichever delivery of it came first)."""
     inserted = conn.scalar(
         _dialect(conn)
         .insert(notifications)
         .values(
             event_id=event_id,
+            source_id=source_id,
             channel=channel,
             recipient=recipient,
             status="pending",
@@ -37,7 +40,7 @@ def plan(
             body=body,
             created_at=at,
         )
-        .on_conflict_do_nothing(index_elements=["event_id", "channel", "recipient"])
+        .on_conflict_do_nothing(index_elements=["source_id", "channel", "recipient"])
         .returning(notifications.c.seq)
     )
     return None if inserted is None else int(inserted)

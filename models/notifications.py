@@ -46,6 +46,8 @@ class Message:
     recipient: str
     subject: str
     body: str
+    source_id: str
+    """The Voucherify object it is about: one message per object, channel and recipient."""
 
 
 def money(minor: int, currency: str) -> str:
@@ -119,6 +121,7 @@ def messages(
     values = context(event_type, payload, currency)
     if values is None:
         return []
+    source_id = values.get("reward_redemption_id") or values["redemption_id"]
     found = []
     address = email_address(payload) if email else None
     if address:
@@ -128,12 +131,17 @@ def messages(
                 address,
                 _render(env, f"email/{event_type}.subject.j2", values).strip(),
                 _render(env, f"email/{event_type}.txt.j2", values),
+                source_id,
             )
         )
     if webhook_url:
         found.append(
             Message(
-                "webhook", webhook_url, "", _render(env, f"webhook/{event_type}.j2", values).strip()
+                "webhook",
+                webhook_url,
+                "",
+                _render(env, f"webhook/{event_type}.j2", values).strip(),
+                source_id,
             )
         )
     return found

@@ -173,6 +173,9 @@ notifications = Table(
     metadata,
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("event_id", String(255), nullable=False),
+    # The Voucherify object notified about (r_…, rewr_…): the same object reported by two
+    # deliveries under different identities is notified once.
+    Column("source_id", String(255), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("recipient", String(512), nullable=False),
     # pending | sending | sent | failed
@@ -184,11 +187,12 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Index(
-        "ix_notifications_event_id_channel_recipient",
-        "event_id",
+        "ix_notifications_source_id_channel_recipient",
+        "source_id",
         "channel",
         "recipient",
         unique=True,
     ),
+    Index("ix_notifications_event_id", "event_id"),
     Index("ix_notifications_status", "status"),
 )

@@ -217,11 +217,6 @@ def test_one_reward_redemption_delivered_raw_and_in_an_envelope_is_counted_once(
     assert {event(db, raw)["status"], event(db, enveloped)["status"]} == {"processed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notifications are unique per (event row, channel, recipient): a second identity "
-    "of the same Voucherify event plans a second email and webhook",
-)
 def test_one_redemption_delivered_raw_and_in_an_envelope_is_notified_once(db: Engine) -> None:
     data = recorded.seed_redemption()
     raw = store(db, REDEMPTION, data)

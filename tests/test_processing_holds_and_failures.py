@@ -117,12 +117,6 @@ def test_a_released_rollback_books_the_exact_inverse_and_reverses_the_gross_only
     assert (reversal in ledger_keys(db)) is (order_status == "CANCELED")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lost wake-up: the rollback's 'original seen?' check and its hold are not "
-    "serialised with the original's note and release, so a hold committed just after the "
-    "original's release waits for the outbox sweep's redispatch (600 s by default)",
-)
 def test_a_rollback_held_while_its_original_is_being_booked_is_still_released(
     db: Engine,
 ) -> None:
@@ -187,11 +181,6 @@ def test_a_redemption_without_an_order_keeps_its_traceback_and_books_nothing(db:
     assert count(db, ledger_transactions) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/handlers/loyalty.py lets PayloadError through as a plain ValueError, "
-    "so a payload the loyalty rules cannot use is retried as if transient",
-)
 def test_a_loyalty_card_payment_without_its_balance_fails_at_once_naming_the_field(
     db: Engine,
 ) -> None:
@@ -207,11 +196,6 @@ def test_a_loyalty_card_payment_without_its_balance_fails_at_once_naming_the_fie
     assert "voucher.loyalty_card.balance" in str(stored["error"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/handlers/loyalty.py reads the source timestamp before it knows whether "
-    "a card is involved: a raw discount redemption without one fails the loyalty handler",
-)
 def test_a_discount_redemption_without_a_timestamp_needs_none_for_the_cards(db: Engine) -> None:
     data = recorded.seed_redemption()
     data["created_at"] = data["redemption"]["date"] = None

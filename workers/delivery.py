@@ -38,7 +38,7 @@ def deliver(
         if sender is None:
             final = True
             raise LookupError(f"channel {row.channel} is not configured")
-        sender.send(row.recipient, row.subject, row.body, f"{row.event_id}:{row.channel}")
+        sender.send(row.recipient, row.subject, row.body, f"{row.source_id}:{row.channel}")
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
         with engine.begin() as conn:

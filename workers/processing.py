@@ -160,7 +160,9 @@ class Processor:
             )
             if isinstance(failure.error, LedgerConflict):
                 ledger_store.record_conflict(conn, failure.error.transaction, failure.event_id, now)
-        final = isinstance(failure.error, PermanentError) or attempts >= self._policy.max_attempts
+        # A payload the rules cannot use stays unusable however often it is tried.
+        permanent = isinstance(failure.error, (PermanentError, PayloadError))
+        final = permanent or attempts >= self._policy.max_attempts
         log.warning(
             "handler_failed",
             event_id=failure.event_id,

@@ -40,6 +40,7 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     _book(job, transactions)
+    ledger_store.lock_redemption(job.conn, payload.redemption.id)
     role = payload.role if payload.role != "single" else "plain"
     order = payload.order
     ledger_store.note_redemption(
@@ -71,6 +72,7 @@ def _stack_note(job: Job, parent_id: str) -> str:
 
 def _rollback(job: Job, payload: RedemptionRollbackSucceeded) -> Outcome:
     original_id = payload.original_id
+    ledger_store.lock_redemption(job.conn, original_id)
     if not ledger_store.redemption_seen(job.conn, original_id):
         ledger_store.hold(job.conn, original_id, job.event_id)
         return Outcome("held", f"held: waiting for the original redemption {original_id}")

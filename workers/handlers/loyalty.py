@@ -35,9 +35,13 @@ def handle(job: Job) -> Outcome:
 
 
 def _observe(job: Job) -> CardObservation | None:
-    at = source_timestamp(job.body, job.payload)
-    if isinstance(job.payload, RewardRedemptionCompleted):
-        return observe_reward_redemption(job.payload, at)
-    if isinstance(job.payload, RedemptionSucceeded):
-        return observe_redemption(job.payload, at)
+    payload = job.payload
+    if isinstance(payload, RewardRedemptionCompleted):
+        return observe_reward_redemption(payload, source_timestamp(job.body, payload))
+    is_card = isinstance(payload, RedemptionSucceeded) and (
+        payload.voucher is not None and payload.voucher.kind == "loyalty"
+    )
+    if isinstance(payload, RedemptionSucceeded) and is_card:
+        # Only a card's balance needs the event's time: other redemptions may lack one.
+        return observe_redemption(payload, source_timestamp(job.body, payload))
     return None

@@ -25,6 +25,7 @@ def handle(job: Job) -> Outcome:
         notification_id = notification_store.plan(
             job.conn,
             job.event_id,
+            message.source_id,
             message.channel,
             message.recipient,
             message.subject,

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 04:53:42.668995
+Create Date: 2026-11-22 05:20:05.300488
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("event_id", sa.String(length=255), nullable=False),
+        sa.Column("source_id", sa.String(length=255), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("recipient", sa.String(length=512), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -150,9 +151,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_notifications")),
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.create_index("ix_notifications_event_id", ["event_id"], unique=False)
         batch_op.create_index(
-            "ix_notifications_event_id_channel_recipient",
-            ["event_id", "channel", "recipient"],
+            "ix_notifications_source_id_channel_recipient",
+            ["source_id", "channel", "recipient"],
             unique=True,
         )
         batch_op.create_index("ix_notifications_status", ["status"], unique=False)
@@ -161,7 +163,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_status")
-        batch_op.drop_index("ix_notifications_event_id_channel_recipient")
+        batch_op.drop_index("ix_notifications_source_id_channel_recipient")
+        batch_op.drop_index("ix_notifications_event_id")
 
     op.drop_table("notifications")
     op.drop_table("loyalty_movements")
