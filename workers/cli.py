@@ -1,29 +1,19 @@
-"""The `voucherhook` command line."""
+"""The `voucherhook` command line: the parser, and one line for any failure."""
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import httpx
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-
-from models import card_store, ledger_store, schema
-from models.db import make_engine
+from models import schema
 from models.settings import ConfigError, Settings, load_settings
-from workers import logs, output
-
-
-class CommandError(Exception):
-    """A failure to report as one line, with a non-zero exit."""
+from workers import logs
+from workers.commands import CommandError
+from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
+from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
+from workers.commands.send import cmd_send
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,191 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--type", dest="event_type", help="event type of a raw payload")
     send.set_defaults(command=cmd_send)
     return parser
-
-
-def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        before, after = schema.upgrade(engine)
-    except SQLAlchemyError as exc:
-        raise CommandError(_db_error(settings, exc)) from None
-    if before == after:
-        print(f"schema is up to date (revision {after})")
-    else:
-        print(f"schema upgraded from {before or 'nothing'} to revision {after}")
-    return 0
-
-
-def prepare_database(settings: Settings) -> None:
-    """The embedded default migrates itself; a server database must be migrated on purpose."""
-    engine = make_engine(settings.database_url)
-    try:
-        if engine.dialect.name == "sqlite":
-            schema.upgrade(engine)
-        else:
-            schema.check(engine)
-    except SQLAlchemyError as exc:
-        raise CommandError(_db_error(settings, exc)) from None
-    finally:
-        engine.dispose()
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    prepare_database(settings)
-    with_worker = settings.embedded if args.with_worker is None else args.with_worker
-    worker = _WorkerChild() if with_worker else None
-    if worker:
-        worker.start()
-    try:
-        uvicorn.run(
-            "workers.web:app_from_env",
-            factory=True,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=args.workers,
-            log_config=None,
-            timeout_graceful_shutdown=10,
-        )
-    finally:
-        if worker:
-            worker.stop()
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.worker import run
-
-    prepare_database(settings)
-    run(settings, concurrency=args.concurrency, pool=args.pool)
-    return 0
-
-
-def _connect(settings: Settings) -> Engine:
-    engine = make_engine(settings.database_url)
-    try:
-        schema.check(engine)
-    except SQLAlchemyError as exc:
-        raise CommandError(_db_error(settings, exc)) from None
-    return engine
-
-
-def cmd_ledger_balances(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _connect(settings)
-    with engine.connect() as conn:
-        rows = ledger_store.balances(conn, args.account)
-    if args.json:
-        output.print_json([{"account": a, "asset": s, "balance": b} for a, s, b in rows])
-    elif not rows:
-        print(
-            "no postings" + (f" for accounts starting with {args.account}" if args.account else "")
-        )
-    else:
-        output.print_table(("account", "asset", "balance"), rows)
-    return 0
-
-
-def cmd_loyalty(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _connect(settings)
-    with engine.connect() as conn:
-        card = card_store.get(conn, args.card_id)
-    if card is None:
-        raise CommandError(
-            f"no loyalty card {args.card_id}: no processed event touched it "
-            "(card ids are voucher ids, v_…; see `voucherhook events list`)"
-        )
-    record = {
-        "card_id": card.card_id,
-        "customer_id": card.customer_id,
-        "balance": card.balance,
-        "points_spent": card.points_spent,
-        "as_of": card.as_of,
-        "events": card.events,
-        "flagged": card.flagged,
-        "flags": list(card.flags),
-    }
-    if args.json:
-        output.print_json(record)
-    else:
-        output.print_record(list(record.items()))
-    return 0
-
-
-def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.send import send
-
-    if not args.file.is_file():
-        raise CommandError(f"{args.file}: no such file")
-    try:
-        response = send(args.file, args.url, settings.secrets[0], args.event_type)
-    except httpx.HTTPError as exc:
-        raise CommandError(f"could not POST to {args.url}: {exc}") from None
-    try:
-        shown = json.dumps(response.json())
-    except ValueError:
-        shown = response.text[:500]
-    print(f"{response.status_code} {shown}")
-    return 0 if response.is_success else 1
-
-
-class _WorkerChild:
-    """A `voucherhook worker` child process, restarted if it dies while the receiver runs.
-
-    The child has a session of its own, so a signal meant for the receiver's process group
-    reaches it only through `stop()`, and it is told to exit if the receiver dies abruptly.
-    """
-
-    def __init__(self) -> None:
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._supervise, name="worker-child", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _supervise(self) -> None:
-        while not self._stopping.is_set():
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "worker"],
-                start_new_session=True,
-                preexec_fn=_exit_with_parent,
-            )
-            self._process.wait()
-            if not self._stopping.wait(2):
-                print("voucherhook: worker exited, restarting it", file=sys.stderr)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-
-
-def _exit_with_parent() -> None:
-    """Linux: deliver SIGTERM to this child when the thread that started it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _db_error(settings: Settings, exc: Exception) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"database {_redacted(settings.database_url)} unavailable: {first}"
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""Commands that run things: migrate, serve, worker."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import signal
+import subprocess
+import sys
+import threading
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import schema
+from models.db import make_engine
+from models.settings import Settings
+from workers.commands import CommandError, db_error
+
+
+def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        before, after = schema.upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(db_error(settings, exc)) from None
+    if before == after:
+        print(f"schema is up to date (revision {after})")
+    else:
+        print(f"schema upgraded from {before or 'nothing'} to revision {after}")
+    return 0
+
+
+def prepare_database(settings: Settings) -> None:
+    """The embedded default migrates itself; a server database must be migrated on purpose."""
+    engine = make_engine(settings.database_url)
+    try:
+        if engine.dialect.name == "sqlite":
+            schema.upgrade(engine)
+        else:
+            schema.check(engine)
+    except SQLAlchemyError as exc:
+        raise CommandError(db_error(settings, exc)) from None
+    finally:
+        engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    prepare_database(settings)
+    with_worker = settings.embedded if args.with_worker is None else args.with_worker
+    worker = _WorkerChild() if with_worker else None
+    if worker:
+        worker.start()
+    try:
+        uvicorn.run(
+            "workers.web:app_from_env",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if worker:
+            worker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.worker import run
+
+    prepare_database(settings)
+    run(settings, concurrency=args.concurrency, pool=args.pool)
+    return 0
+
+
+class _WorkerChild:
+    """A `voucherhook worker` child process, restarted if it dies while the receiver runs.
+
+    The child has a session of its own, so a signal meant for the receiver's process group
+    reaches it only through `stop()`, and it is told to exit if the receiver dies abruptly.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="worker-child", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", "worker"],
+                start_new_session=True,
+                preexec_fn=_exit_with_parent,
+            )
+            self._process.wait()
+            if not self._stopping.wait(2):
+                print("voucherhook: worker exited, restarting it", file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+def _exit_with_parent() -> None:
+    """Linux: deliver SIGTERM to this child when the thread that started it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+PR_SET_PDEATHSIG = 1
