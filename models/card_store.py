@@ -78,6 +78,28 @@ def save(conn: Connection, state: CardState, at: datetime) -> None:
     )
 
 
+def write_all(
+    conn: Connection,
+    movements: list[tuple[str, str, str, int]],
+    cards: list[tuple[CardState, datetime]],
+) -> None:
+    """Bulk insert (a rebuild): movements as (source, card, event, points), cards with the
+    time they were last updated."""
+    if movements:
+        conn.execute(
+            loyalty_movements.insert(),
+            [
+                {"source_id": s, "card_id": c, "event_id": e, "points_taken": p}
+                for s, c, e, p in movements
+            ],
+        )
+    if cards:
+        conn.execute(
+            loyalty_cards.insert(),
+            [{"card_id": state.card_id, **_values(state, at)} for state, at in cards],
+        )
+
+
 def all_cards(conn: Connection) -> list[CardState]:
     return [
         _state(row) for row in conn.execute(select(loyalty_cards).order_by(loyalty_cards.c.card_id))

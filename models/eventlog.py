@@ -5,6 +5,7 @@ Every function takes a connection: the caller owns the transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,6 +55,42 @@ def insert_new_statement(dialect_name: str) -> Any:
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     return (
         dialect.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+    )
+
+
+# The same insert for PostgreSQL's own driver (asyncpg), one execution per batch: the rows
+# travel as one array per column. One statement text whatever the batch size, so it is
+# prepared once per connection; run outside an explicit transaction it is its own
+# transaction, committed (durably) before the server answers. Rows keep the batch's order.
+INSERT_NEW_UNNEST = f"""
+INSERT INTO {events.name}
+    (id, type, status, received_at, body, headers, remote_addr, delivery_id, error,
+     dispatched_at)
+SELECT id, type, status, received_at, body, headers::json, remote_addr, delivery_id, error,
+       dispatched_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+     WITH ORDINALITY AS batch (id, type, status, received_at, body, headers, remote_addr,
+                               delivery_id, error, dispatched_at, position)
+ORDER BY position
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+def insert_new_columns(batch: Sequence[NewEvent]) -> tuple[list[Any], ...]:
+    """The arguments of INSERT_NEW_UNNEST: one list per column, in the statement's order."""
+    return (
+        [e.id for e in batch],
+        [e.type for e in batch],
+        [e.status for e in batch],
+        [e.received_at for e in batch],
+        [e.body for e in batch],
+        [json.dumps(e.headers) for e in batch],
+        [e.remote_addr for e in batch],
+        [e.delivery_id for e in batch],
+        [e.error for e in batch],
+        [e.dispatched_at for e in batch],
     )
 
 
@@ -170,3 +207,62 @@ def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]
         label: seconds[min(len(seconds) - 1, int(q * len(seconds)))]
         for label, q in (("0.5", 0.5), ("0.9", 0.9), ("0.99", 0.99))
     }
+
+
+def select_events(
+    conn: Connection,
+    *,
+    ids: Sequence[str] = (),
+    event_type: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[Any]:
+    """Events matching every filter given (ids, type, status, received since/until)."""
+    stmt = select(
+        events.c.seq,
+        events.c.id,
+        events.c.type,
+        events.c.status,
+        events.c.received_at,
+        events.c.attempts,
+        events.c.error,
+    )
+    if ids:
+        stmt = stmt.where(events.c.id.in_(list(ids)))
+    if event_type:
+        stmt = stmt.where(events.c.type == event_type)
+    if status:
+        stmt = stmt.where(events.c.status == status)
+    if since:
+        stmt = stmt.where(events.c.received_at >= since)
+    if until:
+        stmt = stmt.where(events.c.received_at < until)
+    stmt = stmt.order_by(events.c.seq.desc() if newest_first else events.c.seq)
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt))
+
+
+def get(conn: Connection, event_id: str) -> Any | None:
+    return conn.execute(select(events).where(events.c.id == event_id)).first()
+
+
+def reopen(conn: Connection, ids: Sequence[str]) -> None:
+    """Make events processable again (a replay): failed or ignored ones become pending."""
+    if ids:
+        conn.execute(
+            update(events)
+            .where(events.c.id.in_(list(ids)))
+            .where(events.c.status.in_(("failed", "ignored", "pending")))
+            .values(status="pending")
+        )
+
+
+def ids_in_order(conn: Connection, ids: Sequence[str]) -> list[str]:
+    """These event ids in receipt order."""
+    return list(
+        conn.scalars(select(events.c.id).where(events.c.id.in_(list(ids))).order_by(events.c.seq))
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -151,28 +152,31 @@ def lock_redemption(conn: Connection, redemption_id: str) -> None:
         )
 
 
-def note_redemption(
-    conn: Connection,
-    redemption_id: str,
-    *,
-    role: str,
-    parent_id: str | None,
-    order_id: str | None,
-    applied: int,
-    event_id: str,
-) -> None:
+@dataclass(frozen=True)
+class Redemption:
+    """What the ledger notes of every redemption it saw, even one that posted nothing."""
+
+    redemption_id: str
+    role: str  # plain | child | parent
+    parent_id: str | None
+    order_id: str | None
+    applied: int
+    event_id: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "redemption_id": self.redemption_id,
+            "role": self.role,
+            "parent_id": self.parent_id,
+            "order_id": self.order_id,
+            "applied_amount": self.applied,
+            "event_id": self.event_id,
+        }
+
+
+def note_redemption(conn: Connection, note: Redemption) -> None:
     conn.execute(
-        _dialect(conn)
-        .insert(ledger_redemptions)
-        .values(
-            redemption_id=redemption_id,
-            role=role,
-            parent_id=parent_id,
-            order_id=order_id,
-            applied_amount=applied,
-            event_id=event_id,
-        )
-        .on_conflict_do_nothing()
+        _dialect(conn).insert(ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
     )
 
 
@@ -216,6 +220,63 @@ def stack(conn: Connection, parent_id: str) -> tuple[int | None, int, int]:
         )
     ).one()
     return (None if parent is None else int(parent)), int(children_sum), int(children)
+
+
+def write_all(
+    conn: Connection,
+    booked: list[tuple[Transaction, str, str, datetime]],
+    redemptions: list[Redemption],
+    holds: list[tuple[str, str]],
+) -> None:
+    """Bulk insert of a whole ledger (a rebuild): (transaction, digest, event id, booked at)."""
+    if booked:
+        conn.execute(
+            ledger_transactions.insert(),
+            [
+                {"key": t.key, "event_id": event_id, "digest": own, "memo": t.memo, "booked_at": at}
+                for t, own, event_id, at in booked
+            ],
+        )
+        conn.execute(
+            ledger_postings.insert(),
+            [
+                {
+                    "transaction_key": t.key,
+                    "account": p.account,
+                    "asset": p.asset,
+                    "amount": p.amount,
+                }
+                for t, _own, _event_id, _at in booked
+                for p in t.postings
+            ],
+        )
+    if redemptions:
+        conn.execute(ledger_redemptions.insert(), [r.row() for r in redemptions])
+    if holds:
+        conn.execute(ledger_holds.insert(), [{"original_id": o, "event_id": e} for o, e in holds])
+
+
+def digests(conn: Connection) -> list[tuple[str, str]]:
+    """(key, digest) of every transaction, sorted: what a state digest is made of."""
+    return [
+        (key, own)
+        for key, own in conn.execute(
+            select(ledger_transactions.c.key, ledger_transactions.c.digest).order_by(
+                ledger_transactions.c.key
+            )
+        )
+    ]
+
+
+def rebuild_guard(conn: Connection, *, exclusive: bool) -> None:
+    """Until commit: a rebuild (exclusive) and the handlers that write the ledger or the cards
+    (shared) exclude each other, so a rebuild never wipes an effect committed meanwhile.
+    On SQLite the first write takes the database's single write lock instead."""
+    if conn.dialect.name == "postgresql":
+        lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {lock}(hashtextextended('voucherhook:rebuild', 0))"))
+    elif exclusive:
+        conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id.is_(None)))
 
 
 def balances(conn: Connection, prefix: str | None = None) -> list[tuple[str, str, int]]:

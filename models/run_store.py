@@ -103,3 +103,34 @@ def for_event(conn: Connection, event_id: str) -> list[Any]:
 def forget(conn: Connection, handlers: tuple[str, ...]) -> None:
     """Drop the runs of these handlers (a rebuild runs them again from the log)."""
     conn.execute(delete(handler_runs).where(handler_runs.c.handler.in_(handlers)))
+
+
+def reset_failed(conn: Connection, event_ids: list[str]) -> None:
+    """Give failed runs of these events a fresh set of attempts (a replay after a fix)."""
+    if event_ids:
+        conn.execute(
+            update(handler_runs)
+            .where(handler_runs.c.event_id.in_(event_ids))
+            .where(handler_runs.c.status == "failed")
+            .values(attempts=0)
+        )
+
+
+def events_with(
+    conn: Connection, handlers: tuple[str, ...], statuses: tuple[str, ...]
+) -> list[str]:
+    """Ids of events having a run of one of `handlers` in one of `statuses`, receipt order."""
+    from models.tables import events
+
+    stmt = (
+        select(events.c.id)
+        .where(
+            events.c.id.in_(
+                select(handler_runs.c.event_id)
+                .where(handler_runs.c.handler.in_(handlers))
+                .where(handler_runs.c.status.in_(statuses))
+            )
+        )
+        .order_by(events.c.seq)
+    )
+    return list(conn.scalars(stmt))

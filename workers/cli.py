@@ -6,12 +6,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from models import schema
 from models.settings import ConfigError, Settings, load_settings
 from workers import logs
 from workers.commands import CommandError
+from workers.commands.events import STATUSES, cmd_events_list, cmd_events_show, timestamp
 from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
+from workers.commands.rebuild import cmd_rebuild
+from workers.commands.replay import cmd_replay
 from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
 from workers.commands.send import cmd_send
 
@@ -29,12 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `voucherhook events show ID | head`: the reader had enough
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="voucherhook", description="Voucherify webhook receiver and workers."
-    )
+    parser = _Parser(prog="voucherhook", description="Voucherify webhook receiver and workers.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the receiver (and, embedded, a worker beside it)")
@@ -64,6 +68,38 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(command=cmd_migrate)
 
+    events = sub.add_parser("events", help="stored events")
+    events_sub = events.add_subparsers(required=True, metavar="WHAT")
+    listing = events_sub.add_parser("list", help="events, newest first")
+    listing.add_argument("--type", help="only this event type")
+    listing.add_argument("--status", choices=STATUSES, help="only this status")
+    listing.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
+    listing.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
+    listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    listing.set_defaults(command=cmd_events_list)
+    show = events_sub.add_parser("show", help="one event: body, handlers, errors")
+    show.add_argument("event_id", metavar="ID", help="an id from `events list`")
+    show.add_argument("--json", action="store_true", help="JSON for scripts")
+    show.set_defaults(command=cmd_events_show)
+
+    replay = sub.add_parser("replay", help="run the handlers of stored events again")
+    replay.add_argument(
+        "--event-id", dest="event_ids", action="append", metavar="ID", help="repeatable"
+    )
+    replay.add_argument("--type", help="events of this type")
+    replay.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
+    replay.add_argument("--until", type=timestamp, help="received before (ISO 8601)")
+    replay.add_argument("--status", choices=STATUSES, help="events with this status")
+    replay.add_argument("--dry-run", action="store_true", help="say what would run, change nothing")
+    replay.add_argument(
+        "--notify", action="store_true", help="also re-send notifications that never went out"
+    )
+    replay.set_defaults(command=cmd_replay)
+
+    rebuild = sub.add_parser("rebuild", help="fold the event log again into ledger and cards")
+    rebuild.add_argument("--json", action="store_true", help="JSON for scripts")
+    rebuild.set_defaults(command=cmd_rebuild)
+
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     ledger_sub = ledger.add_subparsers(required=True, metavar="WHAT")
     balances = ledger_sub.add_parser("balances", help="account balances")
@@ -84,6 +120,19 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--type", dest="event_type", help="event type of a raw payload")
     send.set_defaults(command=cmd_send)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"voucherhook: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,15 @@ from sqlalchemy import Connection, Engine
 from models import eventlog, ledger_store, run_store
 from models.payloads import Payload, PayloadError, load_json, parse_payload
 from models.routing import handlers_for
+from workers.books import SqlBooks
 from workers.handlers import BY_NAME, ORDER
 from workers.handlers.base import Config, Handler, Job, PermanentError
 from workers.handlers.ledger import LedgerConflict
 
 log = structlog.get_logger(__name__)
+
+# Handlers whose effects a rebuild recomputes: they must not write while one runs.
+GUARDED = frozenset({"ledger", "loyalty"})
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,11 @@ class Processor:
         now = _now()
         if not run_store.claim(conn, event.id, name, now):
             return None  # done before: a redelivered message changes nothing
-        job = Job(conn, event.id, event.type, event.payload, event.body, now, self._config)
+        if name in GUARDED:
+            ledger_store.rebuild_guard(conn, exclusive=False)
+        job = Job(
+            conn, SqlBooks(conn), event.id, event.type, event.payload, event.body, now, self._config
+        )
         outcome = self._handlers[name](job)
         run_store.finish(conn, event.id, name, outcome.status, now, outcome.note)
         return job

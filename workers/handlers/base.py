@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import Environment
 from sqlalchemy import Connection
 
 from models.payloads import Payload
+
+if TYPE_CHECKING:
+    from workers.books import Books
 
 
 class PermanentError(Exception):
@@ -29,7 +32,9 @@ class Config:
 class Job:
     """One event for one handler, inside the handler's transaction."""
 
-    conn: Connection
+    conn: Connection | None
+    """The handler's transaction; None when the handler runs on books in memory (rebuild)."""
+    books: Books
     event_id: str
     event_type: str
     payload: Payload

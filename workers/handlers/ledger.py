@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from models import ledger_store
 from models.journal import Transaction
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
+from models.ledger_store import Redemption
 from models.payloads import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
@@ -35,24 +35,26 @@ def handle(job: Job) -> Outcome:
 
 
 def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
+    books = job.books
     try:
         transactions = post_redemption(payload, job.config.currency)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     _book(job, transactions)
-    ledger_store.lock_redemption(job.conn, payload.redemption.id)
+    books.lock_redemption(payload.redemption.id)
     role = payload.role if payload.role != "single" else "plain"
     order = payload.order
-    ledger_store.note_redemption(
-        job.conn,
-        payload.redemption.id,
-        role=role,
-        parent_id=payload.redemption.redemption if role == "child" else None,
-        order_id=order.id if order else None,
-        applied=order.total_applied_discount_amount if order else 0,
-        event_id=job.event_id,
+    books.note_redemption(
+        Redemption(
+            payload.redemption.id,
+            role=role,
+            parent_id=payload.redemption.redemption if role == "child" else None,
+            order_id=order.id if order else None,
+            applied=order.total_applied_discount_amount if order else 0,
+            event_id=job.event_id,
+        )
     )
-    job.released.extend(ledger_store.release(job.conn, payload.redemption.id))
+    job.released.extend(books.release(payload.redemption.id))
     parent_id = payload.redemption.id if role == "parent" else payload.redemption.redemption
     if role in ("parent", "child") and parent_id:
         return Outcome(note=_stack_note(job, parent_id))
@@ -60,7 +62,7 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
 
 
 def _stack_note(job: Job, parent_id: str) -> str:
-    parent, children_sum, children = ledger_store.stack(job.conn, parent_id)
+    parent, children_sum, children = job.books.stack(parent_id)
     if parent is None:
         return f"stack {parent_id}: {children} children booked {children_sum}, parent not seen yet"
     verdict = "matches" if parent == children_sum else f"differs by {parent - children_sum}"
@@ -72,12 +74,13 @@ def _stack_note(job: Job, parent_id: str) -> str:
 
 def _rollback(job: Job, payload: RedemptionRollbackSucceeded) -> Outcome:
     original_id = payload.original_id
-    ledger_store.lock_redemption(job.conn, original_id)
-    if not ledger_store.redemption_seen(job.conn, original_id):
-        ledger_store.hold(job.conn, original_id, job.event_id)
+    books = job.books
+    books.lock_redemption(original_id)
+    if not books.redemption_seen(original_id):
+        books.hold(original_id, job.event_id)
         return Outcome("held", f"held: waiting for the original redemption {original_id}")
     order_id = _order_id(payload)
-    original = ledger_store.transactions_of_redemption(job.conn, original_id, order_id)
+    original = books.transactions_of_redemption(original_id, order_id)
     try:
         transactions = post_rollback(payload, original)
     except ValueError as exc:
@@ -98,5 +101,5 @@ def _order_id(payload: RedemptionRollbackSucceeded) -> str | None:
 
 def _book(job: Job, transactions: tuple[Transaction, ...]) -> None:
     for transaction in transactions:
-        if ledger_store.book(job.conn, transaction, job.event_id, job.now) == "conflict":
+        if job.books.book(transaction, job.event_id, job.now) == "conflict":
             raise LedgerConflict(transaction)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from models import card_store
 from models.loyalty import (
     CardObservation,
     apply_observation,
@@ -17,20 +16,20 @@ def handle(job: Job) -> Outcome:
     observation = _observe(job)
     if observation is None:
         return Outcome(note="no loyalty card involved")
-    conn = job.conn
+    books = job.books
     # The same Voucherify object reported by a second delivery (another webhook, say) is
     # the same fact: it must not take its points twice.
-    if not card_store.first_sighting(
-        conn, observation.source_id, observation.card_id, job.event_id, observation.points_taken
+    if not books.first_sighting(
+        observation.source_id, observation.card_id, job.event_id, observation.points_taken
     ):
         return Outcome(note=f"{observation.source_id} already applied to {observation.card_id}")
-    state = card_store.load_for_update(conn, observation.card_id)
+    state = books.load_card(observation.card_id)
     if state is None:
-        if card_store.insert_new(conn, apply_observation(None, observation), job.now):
+        if books.insert_card(apply_observation(None, observation), job.now):
             return Outcome()
         # Another worker created the card meanwhile; its row is committed and lockable now.
-        state = card_store.load_for_update(conn, observation.card_id)
-    card_store.save(conn, apply_observation(state, observation), job.now)
+        state = books.load_card(observation.card_id)
+    books.save_card(apply_observation(state, observation), job.now)
     return Outcome()
 
 

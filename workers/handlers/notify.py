@@ -21,6 +21,7 @@ def handle(job: Job) -> Outcome:
         email=config.email,
         webhook_url=config.webhook_url,
     )
+    assert job.conn is not None, "notifications are planned in the database only"
     for message in planned:
         notification_id = notification_store.plan(
             job.conn,

@@ -1,0 +1,179 @@
+"""`voucherhook events list|show`: what arrived, what happened to it, and why."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from models import eventlog, ledger_store, notification_store, run_store
+from models.settings import Settings
+from workers import output
+from workers.commands import CommandError, connect
+
+STATUSES = ("pending", "processed", "failed", "ignored", "quarantined")
+
+
+def timestamp(text: str) -> datetime:
+    """An ISO 8601 time for --since/--until; a bare date means its midnight, UTC unless given."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2024-05-13 or 2024-05-13T12:00:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
+    engine = connect(settings)
+    with engine.connect() as conn:
+        rows = eventlog.select_events(
+            conn,
+            event_type=args.type,
+            status=args.status,
+            since=args.since,
+            limit=args.limit,
+            newest_first=True,
+        )
+    listed = [
+        {
+            "id": row.id,
+            "type": row.type,
+            "status": row.status,
+            "received_at": _utc(row.received_at),
+            "attempts": row.attempts,
+            "error": row.error,
+        }
+        for row in rows
+    ]
+    if args.json:
+        output.print_json(listed)
+    elif not listed:
+        print("no events match")
+    else:
+        output.print_table(
+            ("received_at", "id", "type", "status", "attempts", "error"),
+            [
+                (
+                    e["received_at"],
+                    e["id"],
+                    e["type"],
+                    e["status"],
+                    e["attempts"],
+                    _short(e["error"]),
+                )
+                for e in listed
+            ],
+        )
+    return 0
+
+
+def cmd_events_show(args: argparse.Namespace, settings: Settings) -> int:
+    engine = connect(settings)
+    with engine.connect() as conn:
+        row = eventlog.get(conn, args.event_id)
+        if row is None:
+            raise CommandError(
+                f"no event {args.event_id}: `voucherhook events list` shows the stored ids"
+            )
+        runs = run_store.for_event(conn, row.id)
+        sent = notification_store.for_event(conn, row.id)
+        keys = ledger_store.keys_of_event(conn, row.id)
+    shown = describe(row, runs, sent, keys)
+    if args.json:
+        output.print_json(shown)
+        return 0
+    output.print_record(
+        [
+            (k, shown[k])
+            for k in (
+                "id",
+                "type",
+                "status",
+                "received_at",
+                "attempts",
+                "error",
+                "delivery_id",
+                "remote_addr",
+                "dispatched_at",
+                "processed_at",
+            )
+        ]
+    )
+    print("\nheaders:")
+    for name, value in shown["headers"].items():
+        print(f"  {name}: {value}")
+    print("\nhandlers:")
+    for run in shown["handlers"]:
+        print(
+            f"  {run['handler']}: {run['status']} after {run['attempts']} attempt(s)"
+            + (f" — {run['error']}" if run["error"] else "")
+        )
+        if run["traceback"]:
+            print("    " + run["traceback"].rstrip().replace("\n", "\n    "))
+    print("\nledger transactions:", ", ".join(shown["ledger_transactions"]) or "none")
+    print("notifications:")
+    for note in shown["notifications"] or [{"channel": "none"}]:
+        if "recipient" in note:
+            print(
+                f"  {note['channel']} to {note['recipient']}: {note['status']}"
+                + (f" — {note['error']}" if note["error"] else "")
+            )
+        else:
+            print("  none")
+    print("\nbody:")
+    print(shown["body"])
+    return 0
+
+
+def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "status": row.status,
+        "received_at": _utc(row.received_at),
+        "attempts": row.attempts,
+        "error": row.error,
+        "delivery_id": row.delivery_id,
+        "remote_addr": row.remote_addr,
+        "dispatched_at": _utc(row.dispatched_at),
+        "processed_at": _utc(row.processed_at),
+        "headers": dict(row.headers or {}),
+        "body": bytes(row.body).decode("utf-8", "replace"),
+        "handlers": [
+            {
+                "handler": run.handler,
+                "status": run.status,
+                "attempts": run.attempts,
+                "error": run.error,
+                "traceback": run.traceback,
+                "updated_at": _utc(run.updated_at),
+            }
+            for run in runs
+        ],
+        "ledger_transactions": keys,
+        "notifications": [
+            {
+                "channel": note.channel,
+                "recipient": note.recipient,
+                "status": note.status,
+                "attempts": note.attempts,
+                "error": note.error,
+                "sent_at": _utc(note.sent_at),
+            }
+            for note in sent
+        ],
+    }
+
+
+def _utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _short(text: str | None, width: int = 60) -> str | None:
+    if text is None or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
