@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import events
@@ -153,16 +153,34 @@ def load(conn: Connection, ids: Sequence[str]) -> list[Any]:
 def set_status(
     conn: Connection, event_id: str, status: str, at: datetime, error: str | None = None
 ) -> None:
+    set_statuses(conn, [(event_id, status, error)], at)
+
+
+def set_statuses(
+    conn: Connection, outcomes: list[tuple[str, str, str | None]], at: datetime
+) -> None:
+    """Record (event id, status, error) for many events in one statement."""
+    if not outcomes:
+        return
     conn.execute(
         update(events)
-        .where(events.c.id == event_id)
+        .where(events.c.id == bindparam("b_id"))
         .values(
-            status=status,
-            error=error,
+            status=bindparam("b_status"),
+            error=bindparam("b_error"),
             attempts=events.c.attempts + 1,
-            processed_at=at if status == "processed" else None,
+            processed_at=bindparam("b_processed_at"),
             dispatched_at=func.coalesce(events.c.dispatched_at, at),
-        )
+        ),
+        [
+            {
+                "b_id": event_id,
+                "b_status": status,
+                "b_error": error,
+                "b_processed_at": at if status == "processed" else None,
+            }
+            for event_id, status, error in outcomes
+        ],
     )
 
 

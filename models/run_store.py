@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import handler_runs
@@ -16,43 +17,49 @@ def _insert(conn: Connection) -> Any:
     return dialect.insert(handler_runs)
 
 
-def claim(conn: Connection, event_id: str, handler: str, at: datetime) -> bool:
-    """Lock the run row of (event, handler), creating it; False when it is done already.
+def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) -> set[str]:
+    """Lock the run rows of these events for `handler`, creating them; return the ids whose
+    run is not done yet (the others were done before: nothing to do).
 
-    A concurrent claim of the same pair waits for this transaction, then sees `done`.
+    A concurrent claim of the same pair waits for this transaction, then sees `done`. Rows are
+    locked in id order, so two batches sharing events cannot deadlock on them.
     """
+    ids = sorted(set(event_ids))
+    if not ids:
+        return set()
     conn.execute(
-        _insert(conn)
-        .values(event_id=event_id, handler=handler, status="running", updated_at=at)
-        .on_conflict_do_nothing(index_elements=["event_id", "handler"])
+        _insert(conn).on_conflict_do_nothing(index_elements=["event_id", "handler"]),
+        [{"event_id": i, "handler": handler, "status": "running", "updated_at": at} for i in ids],
     )
-    status = conn.scalar(
-        select(handler_runs.c.status)
-        .where(handler_runs.c.event_id == event_id, handler_runs.c.handler == handler)
+    rows = conn.execute(
+        select(handler_runs.c.event_id, handler_runs.c.status)
+        .where(handler_runs.c.event_id.in_(ids), handler_runs.c.handler == handler)
+        .order_by(handler_runs.c.event_id)
         .with_for_update()
     )
-    return status != "done"
+    return {event_id for event_id, status in rows if status != "done"}
 
 
 def finish(
-    conn: Connection,
-    event_id: str,
-    handler: str,
-    status: str,
-    at: datetime,
-    note: str | None = None,
+    conn: Connection, handler: str, outcomes: Sequence[tuple[str, str, str | None]], at: datetime
 ) -> None:
-    """Record the outcome in the handler's own transaction (`done` or `held`)."""
+    """Record (event id, status `done` or `held`, note) in the handler's own transaction."""
+    if not outcomes:
+        return
     conn.execute(
         update(handler_runs)
-        .where(handler_runs.c.event_id == event_id, handler_runs.c.handler == handler)
+        .where(
+            handler_runs.c.event_id == bindparam("b_event_id"),
+            handler_runs.c.handler == handler,
+        )
         .values(
-            status=status,
+            status=bindparam("b_status"),
             attempts=handler_runs.c.attempts + 1,
-            error=note,
+            error=bindparam("b_note"),
             traceback=None,
             updated_at=at,
-        )
+        ),
+        [{"b_event_id": e, "b_status": s, "b_note": n} for e, s, n in outcomes],
     )
 
 

@@ -10,7 +10,7 @@ from models.settings import Settings
 from receiver.outbox import Publish
 
 PROCESS_EVENTS = "voucherhook.process_events"
-SEND_NOTIFICATION = "voucherhook.send_notification"
+SEND_NOTIFICATIONS = "voucherhook.send_notifications"
 
 # Longer than any task can run, so Redis never hands a running task to a second worker.
 VISIBILITY_TIMEOUT = 3600

@@ -124,7 +124,7 @@ class Processor:
     def _run_group(self, name: str, group: list[_Event], follow: FollowUp) -> list[_Failure]:
         try:
             with self._engine.begin() as conn:
-                jobs = [self._run_one(conn, name, event) for event in group]
+                jobs = self._run_batch(conn, name, group)
         except Exception:
             log.info("batch_isolating", handler=name, events=len(group))
         else:
@@ -134,25 +134,37 @@ class Processor:
         for event in group:
             try:
                 with self._engine.begin() as conn:
-                    job = self._run_one(conn, name, event)
+                    jobs = self._run_batch(conn, name, [event])
             except Exception as exc:
                 failures.append(_Failure(event.id, name, exc, traceback.format_exc()))
             else:
-                _collect([job], follow)
+                _collect(jobs, follow)
         return failures
 
-    def _run_one(self, conn: Connection, name: str, event: _Event) -> Job | None:
+    def _run_batch(self, conn: Connection, name: str, group: list[_Event]) -> list[Job]:
+        """Run one handler over events in the caller's transaction, with their run rows."""
         now = _now()
-        if not run_store.claim(conn, event.id, name, now):
-            return None  # done before: a redelivered message changes nothing
+        # Runs done before are skipped: a redelivered message changes nothing.
+        todo = run_store.claim(conn, [event.id for event in group], name, now)
+        if not todo:
+            return []
         if name in GUARDED:
             ledger_store.rebuild_guard(conn, exclusive=False)
-        job = Job(
-            conn, SqlBooks(conn), event.id, event.type, event.payload, event.body, now, self._config
-        )
-        outcome = self._handlers[name](job)
-        run_store.finish(conn, event.id, name, outcome.status, now, outcome.note)
-        return job
+        books = SqlBooks(conn)
+        jobs: list[Job] = []
+        outcomes: list[tuple[str, str, str | None]] = []
+        for event in group:
+            if event.id not in todo:
+                continue
+            job = Job(
+                conn, books, event.id, event.type, event.payload, event.body, now, self._config
+            )
+            outcome = self._handlers[name](job)
+            jobs.append(job)
+            outcomes.append((event.id, outcome.status, outcome.note))
+            todo.discard(event.id)  # the same event twice in a batch runs once
+        run_store.finish(conn, name, outcomes, now)
+        return jobs
 
     def _record_failure(self, failure: _Failure, follow: FollowUp) -> bool:
         """Store the failed attempt; schedule a retry, or answer True when it is final."""
@@ -186,6 +198,7 @@ class Processor:
     def _settle(self, types: dict[str, str], failed: dict[str, list[str]]) -> None:
         """Processed when every handler is done; failed when one failed for good; else still
         pending (a handler held, or waiting for its retry), with the reason as its error."""
+        outcomes: list[tuple[str, str, str | None]] = []
         with self._engine.begin() as conn:
             runs = run_store.statuses(conn, list(types))
             for event_id, event_type in types.items():
@@ -193,25 +206,23 @@ class Processor:
                 if not names:
                     continue
                 if event_id in failed:
-                    eventlog.set_status(
-                        conn, event_id, "failed", _now(), "; ".join(failed[event_id])
-                    )
+                    outcomes.append((event_id, "failed", "; ".join(failed[event_id])))
                 elif all(runs.get((event_id, name)) == "done" for name in names):
-                    eventlog.set_status(conn, event_id, "processed", _now())
+                    outcomes.append((event_id, "processed", None))
                 else:
                     waiting = [
                         f"{name}: {runs.get((event_id, name)) or 'not run'}"
                         for name in names
                         if runs.get((event_id, name)) != "done"
                     ]
-                    eventlog.set_status(conn, event_id, "pending", _now(), "; ".join(waiting))
+                    outcomes.append((event_id, "pending", "; ".join(waiting)))
+            eventlog.set_statuses(conn, outcomes, _now())
 
 
-def _collect(jobs: list[Job | None], follow: FollowUp) -> None:
+def _collect(jobs: list[Job], follow: FollowUp) -> None:
     for job in jobs:
-        if job is not None:
-            follow.notifications.extend(job.notifications)
-            follow.released.extend(job.released)
+        follow.notifications.extend(job.notifications)
+        follow.released.extend(job.released)
 
 
 def _now() -> datetime:

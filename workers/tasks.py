@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from celery import Celery
 
-from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATION
+from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATIONS
 from workers.delivery import deliver
 from workers.processing import FollowUp
 from workers.runtime import Runtime
@@ -17,8 +17,8 @@ def register(app: Celery, runtime: Runtime) -> None:
     queue = runtime.settings.queue
 
     def publish(follow: FollowUp) -> None:
-        for notification_id in follow.notifications:
-            app.send_task(SEND_NOTIFICATION, args=[notification_id], queue=queue)
+        if follow.notifications:
+            app.send_task(SEND_NOTIFICATIONS, args=[follow.notifications], queue=queue)
         if follow.released:
             app.send_task(PROCESS_EVENTS, args=[follow.released], queue=queue)
         for retry in follow.retries:
@@ -30,12 +30,13 @@ def register(app: Celery, runtime: Runtime) -> None:
     def process_events(ids: list[str]) -> None:
         publish(runtime.processor.process(ids))
 
-    @app.task(name=SEND_NOTIFICATION, acks_late=True, reject_on_worker_lost=True)
-    def send_notification(notification_id: int) -> None:
-        result, countdown = deliver(
-            runtime.engine, runtime.senders, notification_id, runtime.policy
-        )
-        if result == "retry":
-            app.send_task(
-                SEND_NOTIFICATION, args=[notification_id], queue=queue, countdown=countdown
+    @app.task(name=SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)
+    def send_notifications(ids: list[int]) -> None:
+        for notification_id in ids:
+            result, countdown = deliver(
+                runtime.engine, runtime.senders, notification_id, runtime.policy
             )
+            if result == "retry":
+                app.send_task(
+                    SEND_NOTIFICATIONS, args=[[notification_id]], queue=queue, countdown=countdown
+                )

@@ -12,7 +12,7 @@ from models.db import make_engine
 from models.settings import Settings
 from receiver.outbox import Periodic, sweep
 from workers import tasks
-from workers.celery_app import SEND_NOTIFICATION, make_celery, publisher
+from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
 from workers.runtime import Runtime
 
 
@@ -36,8 +36,8 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
             ids = notification_store.stale(
                 conn, datetime.now(UTC) - timedelta(seconds=settings.redispatch_after)
             )
-        for notification_id in ids:
-            app.send_task(SEND_NOTIFICATION, args=[notification_id], queue=settings.queue)
+        if ids:
+            app.send_task(SEND_NOTIFICATIONS, args=[ids], queue=settings.queue)
         return len(ids)
 
     sweepers = [
