@@ -1,0 +1,99 @@
+"""The receiver's group-commit writer against the real databases: dedup under concurrency, the
+order rows are stored in, and recovery from connections the server dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+
+from models.db import make_async_engine, make_engine
+from models.eventlog import NewEvent
+from models.tables import events
+from receiver.store import EventWriter
+
+
+def event(event_id: str) -> NewEvent:
+    now = datetime.now(UTC)
+    return NewEvent(
+        id=event_id,
+        type="redemption.succeeded",
+        status="pending",
+        received_at=now,
+        body=b'{"id": "%s"}' % event_id.encode(),
+        headers={"content-type": "application/json"},
+        remote_addr="127.0.0.1",
+        delivery_id=None,
+        error=None,
+        dispatched_at=now,
+    )
+
+
+def stored_ids(database_url: str, ids: list[str]) -> list[str]:
+    """The given ids as stored, in receipt (seq) order."""
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        query = select(events.c.id).where(events.c.id.in_(ids)).order_by(events.c.seq)
+        stored = list(conn.scalars(query))
+    engine.dispose()
+    return stored
+
+
+async def store_all(database_url: str, batch: list[NewEvent]) -> tuple[list[bool], list[str]]:
+    dispatched: list[str] = []
+    writer = EventWriter(make_async_engine(database_url), dispatched.extend)
+    await writer.start()
+    try:
+        results = await asyncio.gather(*(writer.store(e, 10) for e in batch))
+    finally:
+        await writer.stop()
+    return list(results), dispatched
+
+
+def test_concurrent_duplicates_store_one_row_and_one_new_answer(database_url: str) -> None:
+    twin = f"evt_{uuid.uuid4().hex}"
+    others = [f"evt_{uuid.uuid4().hex}" for _ in range(20)]
+    batch = [event(twin) for _ in range(50)] + [event(i) for i in others]
+
+    results, dispatched = asyncio.run(store_all(database_url, batch))
+
+    assert results[:50].count(True) == 1
+    assert all(results[50:])
+    assert sorted(dispatched) == sorted([twin, *others])
+    assert stored_ids(database_url, [twin]) == [twin]
+
+
+def test_rows_keep_the_order_events_were_queued_in(database_url: str) -> None:
+    ids = [f"evt_{n:03d}_{uuid.uuid4().hex}" for n in range(100)]
+
+    asyncio.run(store_all(database_url, [event(i) for i in ids]))
+
+    assert stored_ids(database_url, ids) == ids
+
+
+def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
+    first, second = f"evt_{uuid.uuid4().hex}", f"evt_{uuid.uuid4().hex}"
+
+    async def scenario() -> list[bool]:
+        writer = EventWriter(make_async_engine(postgres_url), lambda _ids: None, writers=1)
+        await writer.start()
+        try:
+            before = await writer.store(event(first), 10)
+            admin = make_engine(postgres_url)
+            with admin.begin() as conn:  # what a server restart does to idle connections
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            admin.dispose()
+            after = await writer.store(event(second), 10)
+        finally:
+            await writer.stop()
+        return [before, after]
+
+    assert asyncio.run(scenario()) == [True, True]
+    assert stored_ids(postgres_url, [first, second]) == [first, second]
