@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from models.ledger_store import insert_rows
 from models.loyalty import CardState
 from models.tables import loyalty_cards, loyalty_movements
 
@@ -85,19 +86,19 @@ def write_all(
 ) -> None:
     """Bulk insert (a rebuild): movements as (source, card, event, points), cards with the
     time they were last updated."""
-    if movements:
-        conn.execute(
-            loyalty_movements.insert(),
-            [
-                {"source_id": s, "card_id": c, "event_id": e, "points_taken": p}
-                for s, c, e, p in movements
-            ],
-        )
-    if cards:
-        conn.execute(
-            loyalty_cards.insert(),
-            [{"card_id": state.card_id, **_values(state, at)} for state, at in cards],
-        )
+    insert_rows(
+        conn,
+        loyalty_movements,
+        [
+            {"source_id": s, "card_id": c, "event_id": e, "points_taken": p}
+            for s, c, e, p in movements
+        ],
+    )
+    insert_rows(
+        conn,
+        loyalty_cards,
+        [{"card_id": state.card_id, **_values(state, at)} for state, at in cards],
+    )
 
 
 def all_cards(conn: Connection) -> list[CardState]:

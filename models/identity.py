@@ -86,6 +86,8 @@ def _from_envelope(payload: dict[str, Any], body: bytes, path_type: str | None) 
     if event_type is None or not EVENT_TYPE.match(event_type):
         return _quarantine(body, None, "the envelope names no valid event type")
     delivery_id = _text(payload.get("id"))
+    if delivery_id is not None:
+        delivery_id = _bounded(delivery_id)  # kept in a column of 255
     event_id = _text(event.get("id")) or delivery_id
     if event_id is None:
         raw_id = _raw_object_id(payload["data"])

@@ -102,11 +102,13 @@ def retry_failed(conn: Connection, event_ids: list[str]) -> list[int]:
 
 
 def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]:
-    """Pending deliveries planned long ago: their send task never ran (lost message)."""
+    """Deliveries planned long ago and never tried: their send task was lost (a broker that
+    restarted). One that failed and waits for its retry is left to that retry's backoff."""
     return list(
         conn.scalars(
             select(notifications.c.seq)
             .where(notifications.c.status == "pending")
+            .where(notifications.c.attempts == 0)
             .where(notifications.c.created_at < older_than)
             .order_by(notifications.c.seq)
             .limit(limit)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import ValidationError
 
 from models.payload_fields import parse_timestamp
@@ -84,12 +85,21 @@ class PayloadError(ValueError):
 def load_json(raw: bytes | str) -> dict[str, Any]:
     """A stored body as a JSON object, or a PayloadError saying why it is not one."""
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError.at(WHOLE, f"not JSON ({type(exc).__name__})") from None
+        # orjson is several times faster (a rebuild parses the whole log); what it refuses
+        # (numbers beyond 64 bits, deep nesting) json still reads.
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = _json_fallback(raw)
     if not isinstance(body, dict):
         raise PayloadError.at(WHOLE, "not a JSON object")
     return body
+
+
+def _json_fallback(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError.at(WHOLE, f"not JSON ({type(exc).__name__})") from None
 
 
 def is_envelope(body: Mapping[str, Any]) -> bool:

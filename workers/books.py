@@ -88,12 +88,18 @@ class MemoryBooks:
     holds: dict[str, list[str]] = field(default_factory=dict)
     movements: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     cards: dict[str, tuple[CardState, datetime]] = field(default_factory=dict)
+    # Indexes, so that a whole log folds in linear time.
+    _children: dict[str, list[Redemption]] = field(default_factory=dict)
+    _keys_of: dict[str, list[str]] = field(default_factory=dict)
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
         own = digest(transaction)
         booked = self.transactions.get(transaction.key)
         if booked is None:
             self.transactions[transaction.key] = (transaction, own, event_id, at)
+            if transaction.key.startswith("redemption:"):
+                redemption_id = transaction.key.split(":", 2)[1]
+                self._keys_of.setdefault(redemption_id, []).append(transaction.key)
             return "booked"
         return "unchanged" if booked[1] == own else "conflict"
 
@@ -101,7 +107,11 @@ class MemoryBooks:
         pass  # one writer: nothing to serialise
 
     def note_redemption(self, note: Redemption) -> None:
-        self.redemptions.setdefault(note.redemption_id, note)
+        if note.redemption_id in self.redemptions:
+            return
+        self.redemptions[note.redemption_id] = note
+        if note.parent_id:
+            self._children.setdefault(note.parent_id, []).append(note)
 
     def redemption_seen(self, redemption_id: str) -> bool:
         return redemption_id in self.redemptions
@@ -117,15 +127,14 @@ class MemoryBooks:
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
     ) -> list[Transaction]:
-        prefix = f"redemption:{redemption_id}:"
-        keys = [key for key in self.transactions if key.startswith(prefix)]
+        keys = list(self._keys_of.get(redemption_id, ()))
         if order_id and f"order:{order_id}:gross" in self.transactions:
             keys.append(f"order:{order_id}:gross")
         return [self.transactions[key][0] for key in keys]
 
     def stack(self, parent_id: str) -> tuple[int | None, int, int]:
         parent = self.redemptions.get(parent_id)
-        children = [r.applied for r in self.redemptions.values() if r.parent_id == parent_id]
+        children = [r.applied for r in self._children.get(parent_id, ())]
         return (parent.applied if parent else None), sum(children), len(children)
 
     def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
