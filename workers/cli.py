@@ -10,14 +10,14 @@ from typing import NoReturn
 
 from models import schema
 from models.settings import ConfigError, Settings, load_settings
-from workers import logs
+from workers import logs, sample_events
 from workers.commands import CommandError
 from workers.commands.events import STATUSES, cmd_events_list, cmd_events_show, timestamp
 from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
 from workers.commands.rebuild import cmd_rebuild
 from workers.commands.replay import cmd_replay
 from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
-from workers.commands.send import cmd_send
+from workers.commands.send import cmd_send, sample_name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,12 +112,31 @@ def _parser() -> argparse.ArgumentParser:
     loyalty.add_argument("--json", action="store_true", help="JSON for scripts")
     loyalty.set_defaults(command=cmd_loyalty)
 
-    send = sub.add_parser("send", help="sign a payload with the configured secret and POST it")
-    send.add_argument("file", type=Path, help="JSON file to send")
+    send = sub.add_parser(
+        "send",
+        help="sign a payload (a file, or a built-in sample) with the configured secret and POST it",
+        description="Sign a Voucherify payload with the configured secret and POST it: to try "
+        "a deployment end to end. Give a JSON FILE, or --sample NAME for a built-in sample "
+        f"({', '.join(sample_events.NAMES)}) with fresh ids, so that every send is a new event; "
+        "a sample goes in a v2024-01-01 envelope unless --raw.",
+    )
+    what = send.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", type=Path, nargs="?", metavar="FILE", help="JSON file to send")
+    what.add_argument(
+        "--sample",
+        type=sample_name,
+        metavar="NAME",
+        help=f"a built-in sample with fresh ids: {', '.join(sample_events.NAMES)}",
+    )
     send.add_argument(
         "--url", required=True, help="the receiver, e.g. http://127.0.0.1:8000/webhooks/voucherify"
     )
-    send.add_argument("--type", dest="event_type", help="event type of a raw payload")
+    send.add_argument("--type", dest="event_type", help="event type of a raw payload FILE")
+    send.add_argument(
+        "--raw",
+        action="store_true",
+        help="send the sample without an envelope, its event type appended to the URL",
+    )
     send.set_defaults(command=cmd_send)
     return parser
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 
@@ -42,3 +43,10 @@ def print_record(fields: Sequence[tuple[str, object]]) -> None:
     for name, value in fields:
         shown = "" if value is None else _default(value)
         print(f"{name:<{width}}  {shown}")
+
+
+def progress() -> Progress:
+    """A progress bar for a long command: on stderr, so stdout stays the result alone, and
+    only on a terminal (rich would otherwise leave a stray blank line in piped output)."""
+    console = Console(stderr=True)
+    return Progress(transient=True, console=console, disable=not console.is_terminal)

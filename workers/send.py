@@ -10,7 +10,11 @@ from receiver.signature import HEADER, sign
 
 
 def send(path: Path, url: str, secret: bytes, event_type: str | None = None) -> httpx.Response:
-    body = path.read_bytes()
+    return post(path.read_bytes(), url, secret, event_type)
+
+
+def post(body: bytes, url: str, secret: bytes, event_type: str | None = None) -> httpx.Response:
+    """POST `body` signed with `secret`; a raw payload's `event_type` goes in the URL."""
     if event_type:
         url = f"{url.rstrip('/')}/{event_type}"
     return httpx.post(

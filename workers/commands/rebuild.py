@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.progress import Progress
-
 from models.settings import Settings
 from workers import output
 from workers.commands import connect
@@ -17,7 +15,7 @@ from workers.runtime import Runtime
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     engine = connect(settings)
     started = time.perf_counter()
-    with Progress(transient=True) as progress:
+    with output.progress() as progress:
         task = progress.add_task("rebuilding", total=None)
         result = rebuild(engine, Runtime(settings).config, lambda n: progress.advance(task, n))
     seconds = time.perf_counter() - started

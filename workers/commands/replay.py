@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.progress import Progress
-
 from models import eventlog
 from models.settings import Settings
 from workers import output
@@ -49,7 +47,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     # A replay is a person asking now: one attempt, and a failure is reported, not retried.
     once = RetryPolicy(max_attempts=1)
     processor = Processor(engine, runtime.config, once)
-    with Progress(transient=True) as progress:
+    with output.progress() as progress:
         task = progress.add_task("replaying", total=len(ids))
         summary = replay(
             engine,
