@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, delete, func, select, text
+from psycopg.types.json import Json
+from sqlalchemy import JSON, Connection, Table, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.journal import Posting, Transaction
@@ -250,12 +251,23 @@ def write_all(
     insert_rows(conn, ledger_holds, [{"original_id": o, "event_id": e} for o, e in holds])
 
 
-def insert_rows(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], page: int = 1000
-) -> None:
-    """Many rows, one multi-row INSERT per page: far fewer statements than one per row."""
-    for start in range(0, len(rows), page):
-        conn.execute(table.insert().values(rows[start : start + page]))
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows at once, in the caller's transaction: PostgreSQL's COPY, else executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
 
 
 def digests(conn: Connection) -> list[tuple[str, str]]:
