@@ -28,6 +28,26 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    """The engine, on a database emptied of every event and everything computed from them."""
+    EventLog(engine).clear()
+    return engine
+
+
+@pytest.fixture
+def pg_log(db: Engine) -> EventLog:
+    """The emptied PostgreSQL database, read the way a test checks it."""
+    return EventLog(db)
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     services.check_redis()
     return services.REDIS_URL

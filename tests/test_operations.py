@@ -62,22 +62,6 @@ CAMPAIGN = "camp_kwMyXFKquedx8FzXNpVPN7QU"
 QUIET = Config(currency="USD", templates=environment(None), email=False, webhook_url=None)
 
 
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    from models.db import make_engine
-
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def db(engine: Engine) -> Engine:
-    """The engine, on a database emptied of every event and everything computed from them."""
-    EventLog(engine).clear()
-    return engine
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
     sink = SmtpSink()

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from models.db import make_engine
 from models.tables import events
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
@@ -19,15 +18,6 @@ from tests.support.services import RedisServer, wait_for
 
 KEY = SECRET.encode()
 FAST_SWEEP = {"VOUCHERHOOK_SWEEP_INTERVAL": "0.5", "VOUCHERHOOK_SWEEP_AFTER": "1"}
-
-
-@pytest.fixture
-def pg_log(postgres_url: str) -> Iterator[EventLog]:
-    engine = make_engine(postgres_url)
-    log = EventLog(engine)
-    log.clear()
-    yield log
-    engine.dispose()
 
 
 @pytest.fixture

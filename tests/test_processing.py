@@ -6,20 +6,17 @@ for their original, and failures: `test_processing_holds_and_failures.py`."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, update
 
-from models.db import make_engine
 from models.tables import (
     events,
     handler_runs,
     ledger_postings,
     notifications,
 )
-from tests.conftest import EventLog
 from tests.support.processing import (
     WEBHOOK_URL,
     balances,
@@ -42,20 +39,6 @@ REWARD = "rew_UtRGHxt98jwCzodkskxQ7KLp"
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
 HOLDER = "cust_2myfc5acSBgoMV72R5tyTBc8"
 STACK_ORDER = recorded.STACK_ORDER
-
-
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def db(engine: Engine) -> Engine:
-    """The engine, on a database emptied of every event and everything computed from them."""
-    EventLog(engine).clear()
-    return engine
 
 
 # The seed examples ---------------------------------------------------------------------------

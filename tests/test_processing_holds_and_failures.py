@@ -6,20 +6,17 @@ publish (released rollbacks, retries) itself."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine
 
 from models import ledger_store
-from models.db import make_engine
 from models.tables import (
     ledger_conflicts,
     ledger_holds,
     ledger_transactions,
 )
-from tests.conftest import EventLog
 from tests.support.processing import (
     POLICY,
     balances,
@@ -42,20 +39,6 @@ from workers.processing import FollowUp
 ORDER = "ord_3VYCHwdV0YOOch2nm1RsTKNI"
 SEED_R = "r_0e2500291ae016adea"
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
-
-
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def db(engine: Engine) -> Engine:
-    """The engine, on a database emptied of every event and everything computed from them."""
-    EventLog(engine).clear()
-    return engine
 
 
 # Rollbacks -----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ processed once, in order. Real PostgreSQL, the real Processor; the test plays th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from models.db import make_engine
 from models.tables import events, ledger_holds, notifications
 from tests.conftest import EventLog
 from tests.support.processing import (
@@ -141,13 +139,6 @@ def deliver(engine: Engine, batches: list[list[int]]) -> None:
         while follow.released:
             follow = processor.process(follow.released)
             assert follow.retries == []
-
-
-@pytest.fixture(scope="module")
-def engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -38,17 +38,6 @@ CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
 
 
 @pytest.fixture
-def db(postgres_url: str) -> Iterator[EventLog]:
-    from models.db import make_engine
-
-    engine = make_engine(postgres_url)
-    log = EventLog(engine)
-    log.clear()
-    yield log
-    engine.dispose()
-
-
-@pytest.fixture
 def webhook_sink() -> Iterator[HttpSink]:
     sink = HttpSink()
     sink.start()
@@ -87,8 +76,8 @@ def deliver_all(url: str, bodies: list[bytes], concurrency: int = 16) -> list[in
     return asyncio.run(run())
 
 
-def all_processed(db: EventLog, count: int) -> bool:
-    statuses = db.statuses()
+def all_processed(pg_log: EventLog, count: int) -> bool:
+    statuses = pg_log.statuses()
     return len(statuses) == count and all(s == "processed" for s in statuses.values())
 
 
@@ -99,7 +88,7 @@ def cli_json(env: dict[str, str], *args: str) -> object:
 
 
 def test_seed_events_give_the_specified_ledger_card_and_notifications(
-    postgres_url: str, redis_url: str, queue: str, db: EventLog, webhook_sink: HttpSink
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog, webhook_sink: HttpSink
 ) -> None:
     smtp = SmtpSink()
     smtp.start()
@@ -115,7 +104,7 @@ def test_seed_events_give_the_specified_ledger_card_and_notifications(
             content=raw,
             headers={HEADER: sign(raw, KEY)},
         )
-        wait_for(lambda: all_processed(db, 2), 60, what="both events processed")
+        wait_for(lambda: all_processed(pg_log, 2), 60, what="both events processed")
         wait_for(
             lambda: len(smtp.messages) == 1 and len(webhook_sink.requests) == 2,
             30,
@@ -154,7 +143,7 @@ def test_seed_events_give_the_specified_ledger_card_and_notifications(
 
 
 def test_smtp_refusing_then_accepting_delivers_the_email_once_without_holding_the_ledger(
-    postgres_url: str, redis_url: str, queue: str, db: EventLog
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog
 ) -> None:
     smtp = SmtpSink(refuse=2)
     smtp.start()
@@ -162,7 +151,7 @@ def test_smtp_refusing_then_accepting_delivers_the_email_once_without_holding_th
     receiver, worker = Receiver(env, "--no-worker"), Worker(env)
     try:
         deliver_all(receiver.webhook_url, [dumps(envelope(REDEMPTION))])
-        wait_for(lambda: all_processed(db, 1), 60, what="the event processed")
+        wait_for(lambda: all_processed(pg_log, 1), 60, what="the event processed")
         booked_before_mail = not smtp.messages
         ledger = cli_json(env, "ledger", "balances", "--account", "sales", "--json")
         wait_for(lambda: len(smtp.messages) == 1, 60, what="the email after two refusals")
@@ -177,7 +166,7 @@ def test_smtp_refusing_then_accepting_delivers_the_email_once_without_holding_th
     assert ledger == [{"account": "sales", "asset": "USD", "balance": -7000}]
     assert smtp.refused == 2
     assert len(smtp.messages) == 1
-    with db.engine.connect() as conn:
+    with pg_log.engine.connect() as conn:
         from sqlalchemy import select
 
         from models.tables import notifications
@@ -187,7 +176,7 @@ def test_smtp_refusing_then_accepting_delivers_the_email_once_without_holding_th
 
 
 def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_nothing(
-    postgres_url: str, redis_url: str, queue: str, db: EventLog, webhook_sink: HttpSink
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog, webhook_sink: HttpSink
 ) -> None:
     events = [
         redemption(f"r_kill_{i}", order_id=f"ord_kill_{i}", amount=1000 + i, applied=i % 300)
@@ -200,15 +189,17 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
         codes = deliver_all(f"{receiver.webhook_url}/{REDEMPTION}", [dumps(e) for e in events])
 
         def some_processed() -> bool:
-            done = sum(s == "processed" for s in db.statuses().values())
+            done = sum(s == "processed" for s in pg_log.statuses().values())
             return done >= 50
 
         wait_for(some_processed, 120, interval=0.05, what="part of the run processed")
         worker.kill()
-        killed_at = sum(s == "processed" for s in db.statuses().values())
+        killed_at = sum(s == "processed" for s in pg_log.statuses().values())
         worker = Worker(env, "--concurrency", "2")
-        wait_for(lambda: all_processed(db, 1000), 240, interval=0.5, what="every event processed")
-        wait_for(lambda: _notifications_settled(db), 60, what="notifications settled")
+        wait_for(
+            lambda: all_processed(pg_log, 1000), 240, interval=0.5, what="every event processed"
+        )
+        wait_for(lambda: _notifications_settled(pg_log), 60, what="notifications settled")
     finally:
         receiver.stop()
         worker.stop()
@@ -216,20 +207,20 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
     assert codes == [202] * 1000
     assert killed_at < 1000, "the kill came after the run: it proved nothing"
     expected = fold_balances(t for e in events for t in post_redemption(parse_redemption(e), "USD"))
-    with db.engine.connect() as conn:
+    with pg_log.engine.connect() as conn:
         from models import ledger_store
 
         booked = {(a, s): b for a, s, b in ledger_store.balances(conn)}
     assert booked == {key: value for key, value in expected.items() if value}
     # Sent at most once each: a send cut by the kill stays "sending", never repeated.
     assert max(webhook_sink.keys.values()) == 1
-    statuses = _notification_statuses(db)
+    statuses = _notification_statuses(pg_log)
     assert statuses.get("sent", 0) + statuses.get("sending", 0) == 1000
     assert statuses.get("sending", 0) <= 4
 
 
 def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
-    postgres_url: str, redis_url: str, queue: str, db: EventLog
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog
 ) -> None:
     rng = random.Random(7)
     start = datetime(2024, 5, 13, 12, 0, tzinfo=UTC)
@@ -251,7 +242,9 @@ def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
     workers = [Worker(env, "--concurrency", "2"), Worker(env, "--concurrency", "2")]
     try:
         deliver_all(f"{receiver.webhook_url}/{REWARD_REDEMPTION}", [dumps(e) for e in events])
-        wait_for(lambda: all_processed(db, 300), 180, interval=0.5, what="every event processed")
+        wait_for(
+            lambda: all_processed(pg_log, 300), 180, interval=0.5, what="every event processed"
+        )
         states = {card: cli_json(env, "loyalty", card, "--json") for card in cards}
     finally:
         receiver.stop()
@@ -275,20 +268,20 @@ def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
         assert datetime.fromisoformat(state["as_of"]) == want.as_of
 
 
-def _notification_statuses(db: EventLog) -> dict[str, int]:
+def _notification_statuses(pg_log: EventLog) -> dict[str, int]:
     from sqlalchemy import func, select
 
     from models.tables import notifications
 
-    with db.engine.connect() as conn:
+    with pg_log.engine.connect() as conn:
         rows = conn.execute(
             select(notifications.c.status, func.count()).group_by(notifications.c.status)
         )
         return {status: int(count) for status, count in rows}
 
 
-def _notifications_settled(db: EventLog) -> bool:
-    statuses = _notification_statuses(db)
+def _notifications_settled(pg_log: EventLog) -> bool:
+    statuses = _notification_statuses(pg_log)
     return statuses.get("pending", 0) == 0 and sum(statuses.values()) == 1000
 
 
