@@ -34,10 +34,51 @@ def digest(transaction: Transaction) -> str:
     return hashlib.sha256(json.dumps(postings).encode()).hexdigest()
 
 
+# PostgreSQL: the transaction and its postings in one round trip. The outer SELECT sees the
+# statement's snapshot, so `booked` is the digest stored before (NULL when this one is new).
+BOOK_POSTGRESQL = text(
+    """
+    WITH t AS (
+        INSERT INTO ledger_transactions (key, event_id, digest, memo, booked_at)
+        VALUES (:key, :event_id, :digest, :memo, :booked_at)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING key
+    ), p AS (
+        INSERT INTO ledger_postings (transaction_key, account, asset, amount)
+        SELECT t.key, x.account, x.asset, x.amount
+        FROM t, unnest(CAST(:accounts AS text[]), CAST(:assets AS text[]),
+                       CAST(:amounts AS bigint[])) WITH ORDINALITY AS x(account, asset, amount, n)
+        ORDER BY x.n
+    )
+    SELECT (SELECT key FROM t) AS inserted,
+           (SELECT digest FROM ledger_transactions WHERE key = :key) AS booked
+    """
+)
+
+
 def book(conn: Connection, transaction: Transaction, event_id: str, at: datetime) -> Booked:
     """Post `transaction` once under its key. The same key with other postings is a conflict:
     nothing is written here, the caller records it (outside the failing transaction)."""
     own = digest(transaction)
+    if conn.dialect.name == "postgresql":
+        inserted, booked = conn.execute(
+            BOOK_POSTGRESQL,
+            {
+                "key": transaction.key,
+                "event_id": event_id,
+                "digest": own,
+                "memo": transaction.memo,
+                "booked_at": at,
+                "accounts": [p.account for p in transaction.postings],
+                "assets": [p.asset for p in transaction.postings],
+                "amounts": [p.amount for p in transaction.postings],
+            },
+        ).one()
+        if inserted is not None:
+            return "booked"
+        if booked is None:  # a concurrent booking committed after this statement's snapshot
+            booked = booked_digest(conn, transaction.key)
+        return "unchanged" if booked == own else "conflict"
     inserted = conn.scalar(
         _dialect(conn)
         .insert(ledger_transactions)
@@ -175,10 +216,21 @@ class Redemption:
         }
 
 
-def note_redemption(conn: Connection, note: Redemption) -> None:
-    conn.execute(
-        _dialect(conn).insert(ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
+def note_redemption(conn: Connection, note: Redemption) -> list[str]:
+    """Note a redemption the ledger saw; return the rollbacks that were held for it, no
+    longer held (one round trip on PostgreSQL)."""
+    insert = _dialect(conn).insert(ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert)
+        return release(conn, note.redemption_id)
+    noted = insert.cte("noted")
+    released = (
+        delete(ledger_holds)
+        .where(ledger_holds.c.original_id == note.redemption_id)
+        .returning(ledger_holds.c.event_id)
+        .add_cte(noted)
     )
+    return list(conn.scalars(released))
 
 
 def redemption_seen(conn: Connection, redemption_id: str) -> bool:

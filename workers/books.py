@@ -22,7 +22,7 @@ from models.loyalty import CardState
 class Books(Protocol):
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked: ...
     def lock_redemption(self, redemption_id: str) -> None: ...
-    def note_redemption(self, note: Redemption) -> None: ...
+    def note_redemption(self, note: Redemption) -> list[str]: ...
     def redemption_seen(self, redemption_id: str) -> bool: ...
     def release(self, original_id: str) -> list[str]: ...
     def hold(self, original_id: str, event_id: str) -> None: ...
@@ -46,8 +46,8 @@ class SqlBooks:
     def lock_redemption(self, redemption_id: str) -> None:
         ledger_store.lock_redemption(self.conn, redemption_id)
 
-    def note_redemption(self, note: Redemption) -> None:
-        ledger_store.note_redemption(self.conn, note)
+    def note_redemption(self, note: Redemption) -> list[str]:
+        return ledger_store.note_redemption(self.conn, note)
 
     def redemption_seen(self, redemption_id: str) -> bool:
         return ledger_store.redemption_seen(self.conn, redemption_id)
@@ -106,12 +106,12 @@ class MemoryBooks:
     def lock_redemption(self, redemption_id: str) -> None:
         pass  # one writer: nothing to serialise
 
-    def note_redemption(self, note: Redemption) -> None:
-        if note.redemption_id in self.redemptions:
-            return
-        self.redemptions[note.redemption_id] = note
-        if note.parent_id:
-            self._children.setdefault(note.parent_id, []).append(note)
+    def note_redemption(self, note: Redemption) -> list[str]:
+        if note.redemption_id not in self.redemptions:
+            self.redemptions[note.redemption_id] = note
+            if note.parent_id:
+                self._children.setdefault(note.parent_id, []).append(note)
+        return self.release(note.redemption_id)
 
     def redemption_seen(self, redemption_id: str) -> bool:
         return redemption_id in self.redemptions

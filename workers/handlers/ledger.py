@@ -44,7 +44,7 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
     books.lock_redemption(payload.redemption.id)
     role = payload.role if payload.role != "single" else "plain"
     order = payload.order
-    books.note_redemption(
+    released = books.note_redemption(
         Redemption(
             payload.redemption.id,
             role=role,
@@ -54,7 +54,7 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
             event_id=job.event_id,
         )
     )
-    job.released.extend(books.release(payload.redemption.id))
+    job.released.extend(released)
     parent_id = payload.redemption.id if role == "parent" else payload.redemption.redemption
     if role in ("parent", "child") and parent_id:
         return Outcome(note=_stack_note(job, parent_id))
