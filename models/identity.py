@@ -45,7 +45,8 @@ class Identified:
 def identify(body: bytes, path_type: str | None = None) -> Identified:
     """Classify a delivery whose signature was already verified."""
     if path_type is not None and not EVENT_TYPE.match(path_type):
-        return _quarantine(body, path_type[:255], "the URL names an invalid event type")
+        # Kept out of the type column (it may hold anything, NUL included); the reason shows it.
+        return _quarantine(body, None, f"the URL names an invalid event type: {path_type[:200]!a}")
     try:
         payload = _parse(body)
     except (ValueError, RecursionError) as exc:

@@ -18,7 +18,10 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import asyncpg
+import sqlalchemy.exc
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.eventlog import NewEvent
@@ -97,6 +100,12 @@ class EventWriter:
         try:
             new_ids = await inserter.insert(list(unique.values()))
         except Exception as exc:
+            if is_refused_row(exc) and len(unique) > 1:
+                # The database is up but refused a row: store the others one by one, so one
+                # odd delivery never turns away the ones that shared its batch.
+                for pending in batch:
+                    await self._write(inserter, [pending])
+                return
             log.warning("store_failed", error=str(exc).splitlines()[0], events=len(unique))
             failure = StoreUnavailable(type(exc).__name__)
             for pending in batch:
@@ -113,6 +122,21 @@ class EventWriter:
         to_dispatch = [eid for eid in new_ids if unique[eid].status == "pending"]
         if to_dispatch:
             self._on_committed(to_dispatch)
+
+
+def is_refused_row(exc: BaseException) -> bool:
+    """A data or constraint error: the server is reachable and refused what it was given."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig or exc
+    return isinstance(
+        exc,
+        (
+            asyncpg.exceptions.DataError,
+            asyncpg.exceptions.IntegrityConstraintViolationError,
+            sqlalchemy.exc.DataError,
+            sqlalchemy.exc.IntegrityError,
+        ),
+    )
 
 
 def _expire(future: asyncio.Future[bool], timeout: float) -> None:

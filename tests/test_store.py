@@ -97,3 +97,30 @@ def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
 
     assert asyncio.run(scenario()) == [True, True]
     assert stored_ids(postgres_url, [first, second]) == [first, second]
+
+
+def test_a_row_the_database_refuses_fails_alone_not_its_batch(postgres_url: str) -> None:
+    """A NUL in a text column is refused by PostgreSQL: only that delivery is turned away."""
+    from dataclasses import replace
+
+    from receiver.store import StoreUnavailable
+
+    good = [event(f"evt_{uuid.uuid4().hex}") for _ in range(30)]
+    bad = replace(event(f"evt_{uuid.uuid4().hex}"), type="redemption\x00succeeded")
+
+    async def run() -> list[bool | BaseException]:
+        writer = EventWriter(make_async_engine(postgres_url), lambda _ids: None)
+        await writer.start()
+        try:
+            return await asyncio.gather(
+                *(writer.store(e, 10) for e in [*good[:15], bad, *good[15:]]),
+                return_exceptions=True,
+            )
+        finally:
+            await writer.stop()
+
+    results = asyncio.run(run())
+
+    assert isinstance(results[15], StoreUnavailable)
+    assert results[:15] + results[16:] == [True] * 30
+    assert len(stored_ids(postgres_url, [e.id for e in good])) == 30
