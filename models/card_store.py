@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models.ledger_store import insert_rows
+from models.bulk import insert_rows
 from models.loyalty import CardState
 from models.tables import loyalty_cards, loyalty_movements
 

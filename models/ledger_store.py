@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from psycopg.types.json import Json
-from sqlalchemy import JSON, Connection, Table, delete, func, select, text
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from models.bulk import insert_rows
 from models.journal import Posting, Transaction
+from models.redemption_store import Redemption
 from models.tables import (
     ledger_conflicts,
     ledger_holds,
@@ -161,87 +161,6 @@ def keys_of_event(conn: Connection, event_id: str) -> list[str]:
     )
 
 
-def hold(conn: Connection, original_id: str, event_id: str) -> None:
-    conn.execute(
-        _dialect(conn)
-        .insert(ledger_holds)
-        .values(original_id=original_id, event_id=event_id)
-        .on_conflict_do_nothing()
-    )
-
-
-def release(conn: Connection, original_id: str) -> list[str]:
-    """The events held for `original_id`, no longer held."""
-    held = list(
-        conn.scalars(
-            select(ledger_holds.c.event_id).where(ledger_holds.c.original_id == original_id)
-        )
-    )
-    if held:
-        conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id == original_id))
-    return held
-
-
-def lock_redemption(conn: Connection, redemption_id: str) -> None:
-    """Serialise, until commit, everything that concerns one redemption's presence: a
-    rollback checking for its original and the original being noted cannot interleave (else
-    the rollback could hold itself after the original looked for holds). SQLite runs one
-    writer at a time and needs no lock."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"redemption:{redemption_id}"},
-        )
-
-
-@dataclass(frozen=True)
-class Redemption:
-    """What the ledger notes of every redemption it saw, even one that posted nothing."""
-
-    redemption_id: str
-    role: str  # plain | child | parent
-    parent_id: str | None
-    order_id: str | None
-    applied: int
-    event_id: str
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "redemption_id": self.redemption_id,
-            "role": self.role,
-            "parent_id": self.parent_id,
-            "order_id": self.order_id,
-            "applied_amount": self.applied,
-            "event_id": self.event_id,
-        }
-
-
-def note_redemption(conn: Connection, note: Redemption) -> list[str]:
-    """Note a redemption the ledger saw; return the rollbacks that were held for it, no
-    longer held (one round trip on PostgreSQL)."""
-    insert = _dialect(conn).insert(ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert)
-        return release(conn, note.redemption_id)
-    noted = insert.cte("noted")
-    released = (
-        delete(ledger_holds)
-        .where(ledger_holds.c.original_id == note.redemption_id)
-        .returning(ledger_holds.c.event_id)
-        .add_cte(noted)
-    )
-    return list(conn.scalars(released))
-
-
-def redemption_seen(conn: Connection, redemption_id: str) -> bool:
-    found = conn.scalar(
-        select(ledger_redemptions.c.redemption_id).where(
-            ledger_redemptions.c.redemption_id == redemption_id
-        )
-    )
-    return found is not None
-
-
 def transactions_of_redemption(
     conn: Connection, redemption_id: str, order_id: str | None
 ) -> list[Transaction]:
@@ -258,21 +177,6 @@ def transactions_of_redemption(
     if order_id:
         keys.append(f"order:{order_id}:gross")
     return transactions(conn, keys)
-
-
-def stack(conn: Connection, parent_id: str) -> tuple[int | None, int, int]:
-    """(the parent's applied amount if seen, the children's applied sum, children seen)."""
-    parent = conn.scalar(
-        select(ledger_redemptions.c.applied_amount).where(
-            ledger_redemptions.c.redemption_id == parent_id
-        )
-    )
-    children_sum, children = conn.execute(
-        select(func.coalesce(func.sum(ledger_redemptions.c.applied_amount), 0), func.count()).where(
-            ledger_redemptions.c.parent_id == parent_id
-        )
-    ).one()
-    return (None if parent is None else int(parent)), int(children_sum), int(children)
 
 
 def write_all(
@@ -301,25 +205,6 @@ def write_all(
     )
     insert_rows(conn, ledger_redemptions, [r.row() for r in redemptions])
     insert_rows(conn, ledger_holds, [{"original_id": o, "event_id": e} for o, e in holds])
-
-
-def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Many rows at once, in the caller's transaction: PostgreSQL's COPY, else executemany."""
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), rows)
-        return
-    columns = list(rows[0])
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
 
 
 def digests(conn: Connection) -> list[tuple[str, str]]:

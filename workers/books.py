@@ -13,10 +13,11 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
-from models import card_store, ledger_store
+from models import card_store, ledger_store, redemption_store
 from models.journal import Transaction
-from models.ledger_store import Booked, Redemption, digest
+from models.ledger_store import Booked, digest
 from models.loyalty import CardState
+from models.redemption_store import Redemption
 
 
 class Books(Protocol):
@@ -44,19 +45,19 @@ class SqlBooks:
         return ledger_store.book(self.conn, transaction, event_id, at)
 
     def lock_redemption(self, redemption_id: str) -> None:
-        ledger_store.lock_redemption(self.conn, redemption_id)
+        redemption_store.lock_redemption(self.conn, redemption_id)
 
     def note_redemption(self, note: Redemption) -> list[str]:
-        return ledger_store.note_redemption(self.conn, note)
+        return redemption_store.note_redemption(self.conn, note)
 
     def redemption_seen(self, redemption_id: str) -> bool:
-        return ledger_store.redemption_seen(self.conn, redemption_id)
+        return redemption_store.redemption_seen(self.conn, redemption_id)
 
     def release(self, original_id: str) -> list[str]:
-        return ledger_store.release(self.conn, original_id)
+        return redemption_store.release(self.conn, original_id)
 
     def hold(self, original_id: str, event_id: str) -> None:
-        ledger_store.hold(self.conn, original_id, event_id)
+        redemption_store.hold(self.conn, original_id, event_id)
 
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
@@ -64,7 +65,7 @@ class SqlBooks:
         return ledger_store.transactions_of_redemption(self.conn, redemption_id, order_id)
 
     def stack(self, parent_id: str) -> tuple[int | None, int, int]:
-        return ledger_store.stack(self.conn, parent_id)
+        return redemption_store.stack(self.conn, parent_id)
 
     def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
         return card_store.first_sighting(self.conn, source_id, card_id, event_id, points)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from models.journal import Transaction
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
-from models.ledger_store import Redemption
 from models.payloads import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
 )
+from models.redemption_store import Redemption
 from workers.handlers.base import Job, Outcome, PermanentError
 
 
