@@ -177,7 +177,7 @@ def create_app(
         payload = await run_in_threadpool(generate_latest, metrics.registry)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/webhooks/voucherify", receive, methods=["POST"]),
             Route("/webhooks/voucherify/{event_type:path}", receive, methods=["POST"]),
@@ -187,6 +187,9 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    # A webhook is never redirected: a path that matches no route is a 404, not a 307.
+    app.router.redirect_slashes = False
+    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, delete, func, select
 
 from models import schema
@@ -15,6 +17,12 @@ from models.db import make_engine
 from models.tables import events, metadata
 from tests.support import services
 from tests.support.processes import Receiver, base_env
+
+# CI runs the same generated cases every time, so a red build can be reproduced; run the
+# suite without CI set to let Hypothesis explore new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
