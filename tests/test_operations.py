@@ -43,7 +43,7 @@ from models.tables import events, handler_runs, notifications
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import dumps, reward_redemption
-from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook
+from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook, worker_env
 from tests.support.processing import balances, cards, nonzero
 from tests.support.services import free_port, wait_for
 from tests.support.sinks import HttpSink, SmtpSink
@@ -100,20 +100,6 @@ def cli_many(
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(cli, env, *args) for name, args in commands.items()}
         return {name: future.result() for name, future in futures.items()}
-
-
-def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> dict[str, str]:
-    return base_env(
-        postgres_url,
-        redis_url,
-        VOUCHERHOOK_QUEUE=queue,
-        VOUCHERHOOK_SWEEP_INTERVAL="0.5",
-        VOUCHERHOOK_SWEEP_AFTER="2",
-        VOUCHERHOOK_REDISPATCH_AFTER="8",
-        VOUCHERHOOK_RETRY_BACKOFF="0.5",
-        VOUCHERHOOK_RETRY_BACKOFF_MAX="2",
-        **extra,
-    )
 
 
 def post_signed(client: httpx.Client, url: str, event_type: str, payload: Json) -> httpx.Response:

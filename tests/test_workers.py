@@ -28,7 +28,7 @@ from tests.support.payloads import (
     example_bytes,
     reward_redemption,
 )
-from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook
+from tests.support.processes import SECRET, Receiver, Worker, voucherhook, worker_env
 from tests.support.services import wait_for
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.unit.recorded import redemption
@@ -43,20 +43,6 @@ def webhook_sink() -> Iterator[HttpSink]:
     sink.start()
     yield sink
     sink.stop()
-
-
-def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> dict[str, str]:
-    return base_env(
-        postgres_url,
-        redis_url,
-        VOUCHERHOOK_QUEUE=queue,
-        VOUCHERHOOK_SWEEP_INTERVAL="0.5",
-        VOUCHERHOOK_SWEEP_AFTER="2",
-        VOUCHERHOOK_REDISPATCH_AFTER="8",
-        VOUCHERHOOK_RETRY_BACKOFF="0.5",
-        VOUCHERHOOK_RETRY_BACKOFF_MAX="2",
-        **extra,
-    )
 
 
 def deliver_all(url: str, bodies: list[bytes], concurrency: int = 16) -> list[int]:

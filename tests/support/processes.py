@@ -30,6 +30,21 @@ def base_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str
     return env
 
 
+def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> dict[str, str]:
+    """For tests with workers: fast sweeps and retries, so recovery shows within seconds."""
+    return base_env(
+        postgres_url,
+        redis_url,
+        VOUCHERHOOK_QUEUE=queue,
+        VOUCHERHOOK_SWEEP_INTERVAL="0.5",
+        VOUCHERHOOK_SWEEP_AFTER="2",
+        VOUCHERHOOK_REDISPATCH_AFTER="8",
+        VOUCHERHOOK_RETRY_BACKOFF="0.5",
+        VOUCHERHOOK_RETRY_BACKOFF_MAX="2",
+        **extra,
+    )
+
+
 class Process:
     """A child process whose output goes to a file, shown when a test fails."""
 
