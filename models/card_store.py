@@ -6,15 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.bulk import insert_rows
 from models.loyalty import CardState
 from models.tables import loyalty_cards, loyalty_movements
-
-
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
+from models.upsert import insert
 
 
 def first_sighting(
@@ -23,8 +19,7 @@ def first_sighting(
     """True the first time a Voucherify object (rewr_…, r_…) is seen acting on a card, whichever
     delivery reports it; False for the same object reported again."""
     inserted = conn.scalar(
-        _dialect(conn)
-        .insert(loyalty_movements)
+        insert(conn, loyalty_movements)
         .values(source_id=source_id, card_id=card_id, event_id=event_id, points_taken=points)
         .on_conflict_do_nothing()
         .returning(loyalty_movements.c.source_id)
@@ -62,8 +57,7 @@ def insert_new(conn: Connection, state: CardState, at: datetime) -> bool:
     """Create the card; False when a concurrent transaction created it first (PostgreSQL
     waits for that one to commit, so the caller can then load and lock the row)."""
     inserted = conn.scalar(
-        _dialect(conn)
-        .insert(loyalty_cards)
+        insert(conn, loyalty_cards)
         .values(card_id=state.card_id, **_values(state, at))
         .on_conflict_do_nothing()
         .returning(loyalty_cards.c.card_id)

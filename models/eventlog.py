@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import events
+from models.upsert import insert
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,8 @@ def insert_new_statement(dialect_name: str) -> Any:
     concurrent insert of the same id, PostgreSQL waits for the other transaction, so a
     duplicate is only reported once the original is committed.
     """
-    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    return (
-        dialect.insert(events).on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-    )
+    stmt = insert(dialect_name, events)
+    return stmt.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
 
 
 # The same insert for PostgreSQL's own driver (asyncpg), one execution per batch: the rows

@@ -6,10 +6,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Connection, delete, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.bulk import insert_rows
 from models.journal import Posting, Transaction
@@ -21,12 +20,9 @@ from models.tables import (
     ledger_redemptions,
     ledger_transactions,
 )
+from models.upsert import insert
 
 Booked = Literal["booked", "unchanged", "conflict"]
-
-
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 
 def digest(transaction: Transaction) -> str:
@@ -80,8 +76,7 @@ def book(conn: Connection, transaction: Transaction, event_id: str, at: datetime
             booked = booked_digest(conn, transaction.key)
         return "unchanged" if booked == own else "conflict"
     inserted = conn.scalar(
-        _dialect(conn)
-        .insert(ledger_transactions)
+        insert(conn, ledger_transactions)
         .values(
             key=transaction.key, event_id=event_id, digest=own, memo=transaction.memo, booked_at=at
         )
@@ -116,8 +111,7 @@ def record_conflict(
     conn: Connection, transaction: Transaction, event_id: str, at: datetime
 ) -> None:
     conn.execute(
-        _dialect(conn)
-        .insert(ledger_conflicts)
+        insert(conn, ledger_conflicts)
         .values(
             key=transaction.key,
             event_id=event_id,

@@ -6,13 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import notifications
-
-
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
+from models.upsert import insert
 
 
 def plan(
@@ -28,8 +24,7 @@ def plan(
     """Create the delivery; its id, or None when one exists for this Voucherify object,
     channel and recipient (whichever delivery of it came first)."""
     inserted = conn.scalar(
-        _dialect(conn)
-        .insert(notifications)
+        insert(conn, notifications)
         .values(
             event_id=event_id,
             source_id=source_id,

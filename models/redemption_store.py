@@ -8,19 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import ledger_holds, ledger_redemptions
-
-
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
+from models.upsert import insert
 
 
 def hold(conn: Connection, original_id: str, event_id: str) -> None:
     conn.execute(
-        _dialect(conn)
-        .insert(ledger_holds)
+        insert(conn, ledger_holds)
         .values(original_id=original_id, event_id=event_id)
         .on_conflict_do_nothing()
     )
@@ -75,11 +70,11 @@ class Redemption:
 def note_redemption(conn: Connection, note: Redemption) -> list[str]:
     """Note a redemption the ledger saw; return the rollbacks that were held for it, no
     longer held (one round trip on PostgreSQL)."""
-    insert = _dialect(conn).insert(ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
+    noting = insert(conn, ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
     if conn.dialect.name != "postgresql":
-        conn.execute(insert)
+        conn.execute(noting)
         return release(conn, note.redemption_id)
-    noted = insert.cte("noted")
+    noted = noting.cte("noted")
     released = (
         delete(ledger_holds)
         .where(ledger_holds.c.original_id == note.redemption_id)

@@ -7,14 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.tables import handler_runs
-
-
-def _insert(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(handler_runs)
+from models.upsert import insert
 
 
 def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) -> set[str]:
@@ -28,7 +23,7 @@ def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) ->
     if not ids:
         return set()
     conn.execute(
-        _insert(conn).on_conflict_do_nothing(index_elements=["event_id", "handler"]),
+        insert(conn, handler_runs).on_conflict_do_nothing(index_elements=["event_id", "handler"]),
         [{"event_id": i, "handler": handler, "status": "running", "updated_at": at} for i in ids],
     )
     rows = conn.execute(
@@ -68,7 +63,7 @@ def record_failure(
 ) -> int:
     """Record a failed attempt (outside the failed transaction); return the attempts so far."""
     conn.execute(
-        _insert(conn)
+        insert(conn, handler_runs)
         .values(event_id=event_id, handler=handler, status="failed", updated_at=at)
         .on_conflict_do_nothing(index_elements=["event_id", "handler"])
     )
