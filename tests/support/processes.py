@@ -112,3 +112,65 @@ class Receiver(Process):
 class Worker(Process):
     def __init__(self, env: dict[str, str], *extra: str) -> None:
         super().__init__(voucherhook("worker", *extra), env)
+
+
+def pool_children(process: Process) -> list[int]:
+    """The pids of a process's direct children (a prefork worker's pool processes)."""
+    path = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        return [int(pid) for pid in path.read_text().split()]
+    except OSError:
+        return []
+
+
+class Fleet:
+    """The receivers and workers of one test; `stop()` ends every one of them, whatever
+    happened, and `logs()` gathers their output for a failure message."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.receivers: list[Receiver] = []
+        self.workers: list[Worker] = []
+        self._ended: list[Process] = []
+
+    def receiver(self, *extra: str, env: dict[str, str] | None = None) -> Receiver:
+        receiver = Receiver(env or self.env, "--no-worker", *extra)
+        self.receivers.append(receiver)
+        return receiver
+
+    def worker(self, *extra: str, env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(env or self.env, *extra)
+        self.workers.append(worker)
+        return worker
+
+    def kill(self, process: Receiver | Worker) -> None:
+        """SIGKILL the process and its children; it stays in `logs()`."""
+        process.kill()
+        for group in (self.receivers, self.workers):
+            if process in group:
+                group.remove(process)  # type: ignore[arg-type]
+        self._ended.append(process)
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        return [receiver.webhook_url for receiver in self.receivers]
+
+    def stop(self) -> None:
+        for process in [*self.receivers, *self.workers]:
+            process.stop()
+        self._ended += [*self.receivers, *self.workers]
+        self.receivers, self.workers = [], []
+
+    def logs(self, tail: int = 3000) -> str:
+        processes = [*self._ended, *self.receivers, *self.workers]
+        return "\n".join(
+            f"--- {type(p).__name__} pid {p.pid}:\n{p.output()[-tail:]}" for p in processes
+        )
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.stop()
+        if kind is not None:
+            print(self.logs())  # shown by pytest with the failure

@@ -209,3 +209,111 @@ class TcpProxy:
     def close(self) -> None:
         self._closed = True
         self.cut()
+
+
+class StallingProxy(TcpProxy):
+    """A TcpProxy that can also `stall()`: connections stay open and are read, but nothing
+    is forwarded either way (a network path that silently drops packets, where a client
+    waits for its own timeout instead of being refused). `resume()` forwards again."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._forwarding = threading.Event()
+        self._forwarding.set()
+        self.dropped = 0
+        """Bytes swallowed while stalled."""
+
+    def stall(self) -> None:
+        self._forwarding.clear()
+
+    def resume(self) -> None:
+        self._forwarding.set()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                if self._forwarding.is_set():
+                    dst.sendall(chunk)
+                else:
+                    self.dropped += len(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and pg_ctl live: `pg_config --bindir`, else the newest Debian cluster."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(found.stdout.strip()))
+    versions = Path("/usr/lib/postgresql")
+    if versions.is_dir():
+        candidates += [path / "bin" for path in sorted(versions.iterdir(), reverse=True)]
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian package "
+        "postgresql, or put its bin directory where `pg_config --bindir` says"
+    )
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port that a test may stop and start again.
+
+    Run as root (as the tests are here), the server runs as the `postgres` user, which
+    PostgreSQL requires. `stop()` is immediate by default: the server dies as in a crash and
+    recovers from its WAL on `start()`; every committed transaction survives.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bindir = postgres_bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix="vh-pg-"))
+        self.data = self.dir / "data"
+        self.logfile = self.dir / "postgres.log"
+        self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+            "--no-sync", "--no-instructions",
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on "
+            "-c shared_buffers=16MB -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options, "-w",
+                  "-t", "60", "start")  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        """`immediate` (a crash), `fast` (clean, disconnecting clients) or `smart`."""
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [*self._as_postgres, str(self.bindir / program), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            log = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
+            raise RuntimeError(
+                f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{log}"
+            )

@@ -1,0 +1,63 @@
+"""Several processes, as in production: two receivers and three workers on loopback share one
+PostgreSQL and one Redis; Voucherify's deliveries are spread over both receivers, every event
+is delivered twice at the same moment, once to each, and the checker still holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.support.checker import check
+from tests.support.processes import Fleet, Worker, pool_children, worker_env
+from tests.support.services import wait_for
+from tests.support.sinks import HttpSink, SmtpSink
+from tests.support.workload import Load, Workload
+
+pytestmark = pytest.mark.timeout(420)
+
+
+@pytest.fixture
+def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
+    webhook, smtp = HttpSink(), SmtpSink()
+    webhook.start()
+    smtp.start()
+    yield webhook, smtp
+    webhook.stop()
+    smtp.stop()
+
+
+def test_two_receivers_and_three_workers_share_the_work_and_the_checker_holds(
+    postgres_url: str, redis_url: str, queue: str, db: Engine, sinks: tuple[HttpSink, SmtpSink]
+) -> None:
+    webhook, smtp = sinks
+    env = worker_env(
+        postgres_url,
+        redis_url,
+        queue,
+        NOTIFY_WEBHOOK_URL=webhook.url,
+        SMTP_URL=smtp.url,
+        VOUCHERHOOK_LOG_LEVEL="INFO",
+    )
+    load = Load(events=900, rate=45, duplicate=True)
+    with Fleet(env) as fleet:
+        receivers = [fleet.receiver() for _ in range(2)]
+        workers = [fleet.worker("--concurrency", "2") for _ in range(3)]
+        for worker in workers:
+            wait_for(lambda w=worker: len(pool_children(w)) == 2, 60, what="2 pool processes")
+        workload = Workload([r.webhook_url for r in receivers], load).start()
+
+        result = check(db, workload, webhook_sink=webhook, smtp_sink=smtp, timeout=240)
+        result.assert_ok()
+
+        assert all(worker.process.poll() is None for worker in workers), fleet.logs()
+    assert result.sent == load.events and result.accepted == load.events
+    shares = [_tasks_done(worker) for worker in workers]
+    assert all(shares), f"a worker did no work: tasks done per worker {shares}"
+    print(result.summary(), f"tasks per worker {shares}")
+
+
+def _tasks_done(worker: Worker) -> int:
+    """Tasks the worker finished, as its log tells (Celery logs each one at INFO)."""
+    return worker.output().count(" succeeded in ")
