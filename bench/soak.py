@@ -91,9 +91,7 @@ def sample(engine: Engine, fleet: Fleet, workload: Workload) -> Sample:
             select(func.count()).select_from(events).where(events.c.status != "pending")
         )
         sent = conn.scalar(
-            select(func.count())
-            .select_from(notifications)
-            .where(notifications.c.status == "sent")
+            select(func.count()).select_from(notifications).where(notifications.c.status == "sent")
         )
     return Sample(
         at=workload.elapsed(),
@@ -179,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         for _ in range(args.workers):
             fleet.worker("--concurrency", str(args.concurrency))
         print(
-            f"soak: {args.receivers} receivers, {args.workers} workers × {args.concurrency}, "
+            f"soak: {args.receivers} receivers, {args.workers} workers of {args.concurrency} processes, "
             f"{load.describe()}",
             flush=True,
         )
@@ -204,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="how long the load lasts")
     parser.add_argument("--rate", type=float, default=50.0, help="new events per second")
     parser.add_argument("--receivers", type=int, default=2)
