@@ -177,8 +177,8 @@ def run(args: argparse.Namespace) -> int:
         for _ in range(args.workers):
             fleet.worker("--concurrency", str(args.concurrency))
         print(
-            f"soak: {args.receivers} receivers, {args.workers} workers of {args.concurrency} processes, "
-            f"{load.describe()}",
+            f"soak: {args.receivers} receivers, {args.workers} workers "
+            f"of {args.concurrency} processes, {load.describe()}",
             flush=True,
         )
         print(HEADER, flush=True)
