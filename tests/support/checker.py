@@ -24,8 +24,10 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -127,6 +129,9 @@ class Result:
     load: str
     faults: list[str]
     duration: float
+    """Seconds from the first delivery to the last answer."""
+    settled: float
+    """Seconds from the last answer until nothing was pending any more."""
     sent: int
     accepted: int
     stored: int
@@ -154,7 +159,7 @@ class Result:
             f"ledger missing {self.ledger_missing}, cards wrong {self.cards_wrong}, "
             f"notifications {self.notifications_received}/{self.notifications_planned} "
             f"(duplicates {self.duplicate_notifications}, unknown {self.unknown_sends}); "
-            f"answers {answers}; {self.duration:.0f}s"
+            f"answers {answers}; sent in {self.duration:.0f}s, settled {self.settled:.0f}s later"
         )
 
     def assert_ok(self, *, allow_unknown_sends: bool = False) -> None:
@@ -176,7 +181,7 @@ class Result:
         nodeid = test or os.environ.get("PYTEST_CURRENT_TEST", "unknown").rsplit(" ", 1)[0]
         line = {
             "test": nodeid,
-            **{k: v for k, v in asdict(self).items() if k != "problems"},
+            **{k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()},
             "ok": not self.problems,
             "problems": self.problems[:20],
             "reproduce": f"uv run pytest {nodeid}",
@@ -194,10 +199,12 @@ def check(
     smtp_sink: SmtpSink | None = None,
     currency: str = "USD",
     timeout: float = 180.0,
+    report: bool = True,
 ) -> Result:
     """Wait for the workload and for the system to settle, then compare; see the module doc.
 
-    Pass the sinks the workers were configured with (NOTIFY_WEBHOOK_URL, SMTP_URL)."""
+    Pass the sinks the workers were configured with (NOTIFY_WEBHOOK_URL, SMTP_URL).
+    `report=False` keeps the result out of the reliability report (a test of the checker)."""
     workload.wait(timeout)
     expected = expect(
         workload.events,
@@ -205,34 +212,50 @@ def check(
         webhook_url=webhook_sink.url if webhook_sink else None,
         email=smtp_sink is not None,
     )
+    settling = time.monotonic()
     quiet = _settle(engine, len(workload.accepted_ids()), timeout)
+    settled = time.monotonic() - settling
     received = _received(webhook_sink, smtp_sink)
     with engine.connect() as conn:
-        result = _compare(conn, workload, expected, received, quiet)
-    result.report()
+        result = _compare(conn, workload, expected, received, quiet, settled)
+    if report:
+        result.report()
     return result
 
 
-def _settle(engine: Engine, accepted: int, timeout: float) -> bool:
-    """Until every event is stored and none is pending, and no notification waits to be
-    sent; then a moment more, for a wrongly repeated send to show up. False on timeout."""
+def _settle(engine: Engine, accepted: int, timeout: float, grace: float = 10.0) -> bool:
+    """Until every event is stored and none is pending, and no notification waits to be sent
+    or is being sent (a send still `sending` after `grace` seconds of calm is one a killed
+    worker left); then a moment more, for a wrongly repeated send to show up. False on
+    timeout."""
     deadline = time.monotonic() + timeout
+    calm_since: float | None = None
     while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            stored = conn.scalar(select(func.count()).select_from(events)) or 0
-            pending = conn.scalar(
-                select(func.count()).select_from(events).where(events.c.status == "pending")
-            )
-            waiting = conn.scalar(
-                select(func.count())
-                .select_from(notifications_table)
-                .where(notifications_table.c.status == "pending")
-            )
-        if stored >= accepted and not pending and not waiting:
-            time.sleep(1.0)
-            return True
+        stored, pending, notifications = _progress(engine)
+        if stored < accepted or pending or notifications.get("pending"):
+            calm_since = None
+        else:
+            calm_since = calm_since or time.monotonic()
+            if not notifications.get("sending") or time.monotonic() - calm_since > grace:
+                time.sleep(1.0)
+                return True
         time.sleep(0.5)
     return False
+
+
+def _progress(engine: Engine) -> tuple[int, int, dict[str, int]]:
+    """Events stored, events pending, notifications by status."""
+    with engine.connect() as conn:
+        stored = conn.scalar(select(func.count()).select_from(events)) or 0
+        pending = conn.scalar(
+            select(func.count()).select_from(events).where(events.c.status == "pending")
+        )
+        by_status = conn.execute(
+            select(notifications_table.c.status, func.count()).group_by(
+                notifications_table.c.status
+            )
+        )
+        return int(stored), int(pending or 0), {status: int(n) for status, n in by_status}
 
 
 def _received(webhook: HttpSink | None, smtp: SmtpSink | None) -> Counter[Key]:
@@ -252,7 +275,12 @@ def _received(webhook: HttpSink | None, smtp: SmtpSink | None) -> Counter[Key]:
 
 
 def _compare(
-    conn: Any, workload: Workload, expected: Expected, received: Counter[Key], quiet: bool
+    conn: Any,
+    workload: Workload,
+    expected: Expected,
+    received: Counter[Key],
+    quiet: bool,
+    settled: float,
 ) -> Result:
     problems: list[str] = [] if quiet else ["the system did not settle before the timeout"]
     rows = list(conn.execute(select(events.c.id, events.c.status, events.c.error)))
@@ -267,6 +295,7 @@ def _compare(
         load=workload.load.describe(),
         faults=[f"t={at:.0f}s {what}" for at, what in workload.faults],
         duration=workload.duration,
+        settled=settled,
         sent=len(workload.events),
         accepted=len(accepted),
         **figures,
@@ -362,15 +391,20 @@ def _postings(transaction: Transaction) -> Postings:
 
 
 def _card_figures(conn: Any, expected: Expected, problems: list[str]) -> int:
-    def figures(card: CardState) -> tuple[object, ...]:
-        return (card.customer_id, card.balance, card.as_of, card.points_spent, card.events)
+    def figures(card: CardState | None) -> str:
+        if card is None:
+            return "no card"
+        as_of = card.as_of.astimezone(UTC).isoformat()
+        return (
+            f"holder {card.customer_id}, balance {card.balance} as of {as_of}, "
+            f"{card.points_spent} points spent, {card.events} events"
+        )
 
     actual = {card.card_id: card for card in card_store.all_cards(conn)}
     wrong = {
-        card_id: f"{figures(actual[card_id]) if card_id in actual else None} "
-        f"instead of {figures(want)}"
+        card_id: f"{figures(actual.get(card_id))} instead of {figures(want)}"
         for card_id, want in expected.cards.items()
-        if card_id not in actual or figures(actual[card_id]) != figures(want)
+        if figures(actual.get(card_id)) != figures(want)
     }
     wrong.update({c: "not in the events" for c in set(actual) - set(expected.cards)})
     _problem(problems, set(wrong), "loyalty cards wrong", wrong)
@@ -407,7 +441,10 @@ def _notification_figures(
 
 
 def _problem(
-    problems: list[str], found: set[Any], what: str, detail: dict[Any, Any] | None = None
+    problems: list[str],
+    found: AbstractSet[Any],
+    what: str,
+    detail: Mapping[Any, Any] | None = None,
 ) -> None:
     if not found:
         return

@@ -279,12 +279,16 @@ class PostgresServer:
         self.data = self.dir / "data"
         self.logfile = self.dir / "postgres.log"
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self._as_postgres:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._run(
-            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-            "--no-sync", "--no-instructions",
-        )  # fmt: skip
+        try:
+            if self._as_postgres:
+                shutil.chown(self.dir, "postgres", "postgres")
+            self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                "--no-sync", "--no-instructions",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     @property
     def url(self) -> str:

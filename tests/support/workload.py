@@ -123,13 +123,17 @@ class Delivery:
         return self.status is not None and 200 <= self.status < 300
 
 
-def make_events(count: int, *, seed: int = 1, cards: int = 6) -> list[Event]:
-    """`count` distinct events (at least 20), in the order Voucherify produced them."""
-    return _Generator(seed, cards).events(max(count, 20))
+def make_events(
+    count: int, *, seed: int = 1, cards: int = 6, redeliver: bool = False
+) -> list[Event]:
+    """`count` distinct events (at least 20), in the order Voucherify produced them.
+    `redeliver`: give enveloped ones a second send-out id (else `redelivery` is `body`)."""
+    return _Generator(seed, cards, redeliver).events(max(count, 20))
 
 
 class _Generator:
-    def __init__(self, seed: int, cards: int) -> None:
+    def __init__(self, seed: int, cards: int, redeliver: bool) -> None:
+        self.redeliver = redeliver
         self.rng = random.Random(seed)
         self.tag = uuid.uuid4().hex[:8]
         self.customers = [self._customer(n) for n in range(cards)]
@@ -208,8 +212,8 @@ class _Generator:
         parent, children = stack()
         for data in (parent, *children):
             retagged: Json = json.loads(
-                json.dumps(data).replace("r_stack", f"r_stack{self.tag}_")
-                .replace("ord_stack", f"ord_stack{self.tag}_")
+                json.dumps(data).replace("r_stack", f"r_stack_{self.tag}")
+                .replace("ord_stack", f"ord_stack_{self.tag}")
             )  # fmt: skip
             i = len(self.made)
             self._add(i, REDEMPTION, retagged, retagged["redemption"]["id"])
@@ -271,10 +275,11 @@ class _Generator:
             event_id = f"evt_{self.tag}_{i:05d}"
             wrapped = envelope(event_type, data, event_id=event_id, distribution=distribution)
             wrapped["created_at"] = wrapped["event"]["created_at"] = self._time(i)
-            again = {**wrapped, "id": f"whs_{uuid.uuid4().hex[:20]}"}
+            body = dumps(wrapped)
+            again = dumps({**wrapped, "id": f"whs_{uuid.uuid4().hex[:20]}"})
             event = Event(
-                event_id, event_type, data, "", dumps(wrapped), dumps(again), original,
-                redemption_id,
+                event_id, event_type, data, "", body, again if self.redeliver else body,
+                original, redemption_id,
             )  # fmt: skip
         self.made.append(event)
 
@@ -319,11 +324,11 @@ class Workload:
         *,
         backoff: float = 0.5,
         backoff_max: float = 4.0,
-        deadline: float = 300.0,
+        deadline: float = 180.0,
         request_timeout: float = 10.0,
     ) -> None:
         self.load = load or Load()
-        made = make_events(self.load.events, seed=self.load.seed)
+        made = make_events(self.load.events, seed=self.load.seed, redeliver=self.load.duplicate)
         if self.load.shuffle:
             random.Random(self.load.seed).shuffle(made)
         self.events: list[Event] = made
