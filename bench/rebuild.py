@@ -21,8 +21,9 @@
    is the same work, but its digest check then only shows that a rebuild is deterministic.
 4. The timed part: `workers.rebuild.rebuild(engine, config)` called in this process, and
    `voucherhook rebuild --json` run as a subprocess (`--no-cli` skips it). For each: events
-   folded, seconds, events/s, peak RSS, and whether the digest before equals the digest after
-   (it must: the live state was computed by the same rules from the same log).
+   folded, seconds, events/s, peak RSS, whether the digest before equals the digest after
+   (it must: the live state was computed by the same rules from the same log), and the rows
+   the rebuild wrote (0 here: it writes only rows that differ).
 
 Peak RSS: for the subprocess, `ru_maxrss` of that child (os.wait4); in this process, VmHWM
 after resetting it (`/proc/self/clear_refs`) just before the rebuild, shown beside the RSS the
@@ -426,6 +427,7 @@ def rebuild_here(engine: Engine, profile: Path | None) -> Timing:
         note = "peak of the whole bench process, filling included"
     else:
         note = f"RSS before the rebuild {rss_before / 1024:.0f} MB"
+    note += f", rows written {result.written}"
     if profiler:
         note += " (under cProfile: slower)"
     return Timing(
@@ -468,7 +470,7 @@ def rebuild_cli(database_url: str, tmp: Path) -> Timing:
         int(shown["events"]),
         float(shown["seconds"]),
         usage.ru_maxrss / 1024,
-        f"process wall time with start-up {wall:.1f}s",
+        f"process wall time with start-up {wall:.1f}s, rows written {shown['rows_written']}",
         bool(shown["unchanged"]) and shown["digest_before"] == shown["digest"],
     )
 

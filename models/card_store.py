@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from models.bulk import insert_rows
 from models.loyalty import CardState
 from models.tables import loyalty_cards, loyalty_movements
 from models.upsert import insert
@@ -70,28 +69,6 @@ def save(conn: Connection, state: CardState, at: datetime) -> None:
         update(loyalty_cards)
         .where(loyalty_cards.c.card_id == state.card_id)
         .values(**_values(state, at))
-    )
-
-
-def write_all(
-    conn: Connection,
-    movements: list[tuple[str, str, str, int]],
-    cards: list[tuple[CardState, datetime]],
-) -> None:
-    """Bulk insert (a rebuild): movements as (source, card, event, points), cards with the
-    time they were last updated."""
-    insert_rows(
-        conn,
-        loyalty_movements,
-        [
-            {"source_id": s, "card_id": c, "event_id": e, "points_taken": p}
-            for s, c, e, p in movements
-        ],
-    )
-    insert_rows(
-        conn,
-        loyalty_cards,
-        [{"card_id": state.card_id, **_values(state, at)} for state, at in cards],
     )
 
 

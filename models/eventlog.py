@@ -148,16 +148,6 @@ def load(conn: Connection, ids: Sequence[str]) -> list[Any]:
     return list(rows)
 
 
-def bodies(conn: Connection, ids: Sequence[str]) -> list[Any]:
-    """(id, type, body) of these events in receipt order: what folding them needs."""
-    stmt = (
-        select(events.c.id, events.c.type, events.c.body)
-        .where(events.c.id.in_(list(ids)))
-        .order_by(events.c.seq)
-    )
-    return list(conn.execute(stmt))
-
-
 def set_status(
     conn: Connection, event_id: str, status: str, at: datetime, error: str | None = None
 ) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Connection, delete, func, select, text
 
-from models.bulk import insert_rows
 from models.journal import Posting, Transaction
-from models.redemption_store import Redemption
+from models.many import among, insert_many
 from models.tables import (
     ledger_conflicts,
     ledger_holds,
@@ -26,81 +25,68 @@ Booked = Literal["booked", "unchanged", "conflict"]
 
 
 def digest(transaction: Transaction) -> str:
-    postings = sorted((p.account, p.asset, p.amount) for p in transaction.postings)
-    return hashlib.sha256(json.dumps(postings).encode()).hexdigest()
+    """sha256 of `json.dumps` of the sorted (account, asset, amount) postings. The text is
+    written here as `json.dumps` writes it (computed for every booking, it is a rebuild's
+    hottest function), so digests stored before stay valid."""
+    postings = sorted([(p.account, p.asset, p.amount) for p in transaction.postings])
+    text = ", ".join([f"[{_json(a)}, {_json(s)}, {int.__repr__(n)}]" for a, s, n in postings])
+    return hashlib.sha256(f"[{text}]".encode()).hexdigest()
 
 
-# PostgreSQL: the transaction and its postings in one round trip. The outer SELECT sees the
-# statement's snapshot, so `booked` is the digest stored before (NULL when this one is new).
-BOOK_POSTGRESQL = text(
-    """
-    WITH t AS (
-        INSERT INTO ledger_transactions (key, event_id, digest, memo, booked_at)
-        VALUES (:key, :event_id, :digest, :memo, :booked_at)
-        ON CONFLICT (key) DO NOTHING
-        RETURNING key
-    ), p AS (
-        INSERT INTO ledger_postings (transaction_key, account, asset, amount)
-        SELECT t.key, x.account, x.asset, x.amount
-        FROM t, unnest(CAST(:accounts AS text[]), CAST(:assets AS text[]),
-                       CAST(:amounts AS bigint[])) WITH ORDINALITY AS x(account, asset, amount, n)
-        ORDER BY x.n
-    )
-    SELECT (SELECT key FROM t) AS inserted,
-           (SELECT digest FROM ledger_transactions WHERE key = :key) AS booked
-    """
-)
+_json = json.encoder.encode_basestring_ascii  # json.dumps's own string encoding
 
 
-def book(conn: Connection, transaction: Transaction, event_id: str, at: datetime) -> Booked:
-    """Post `transaction` once under its key. The same key with other postings is a conflict:
-    nothing is written here, the caller records it (outside the failing transaction)."""
-    own = digest(transaction)
-    if conn.dialect.name == "postgresql":
-        inserted, booked = conn.execute(
-            BOOK_POSTGRESQL,
-            {
-                "key": transaction.key,
-                "event_id": event_id,
-                "digest": own,
-                "memo": transaction.memo,
-                "booked_at": at,
-                "accounts": [p.account for p in transaction.postings],
-                "assets": [p.asset for p in transaction.postings],
-                "amounts": [p.amount for p in transaction.postings],
-            },
-        ).one()
-        if inserted is not None:
-            return "booked"
-        if booked is None:  # a concurrent booking committed after this statement's snapshot
-            booked = booked_digest(conn, transaction.key)
-        return "unchanged" if booked == own else "conflict"
-    inserted = conn.scalar(
-        insert(conn, ledger_transactions)
-        .values(
-            key=transaction.key, event_id=event_id, digest=own, memo=transaction.memo, booked_at=at
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(ledger_transactions.c.key)
-    )
-    if inserted is not None:
-        conn.execute(
-            ledger_postings.insert(),
+def book(
+    conn: Connection, entries: Sequence[tuple[Transaction, str, datetime]]
+) -> dict[str, Booked]:
+    """Post transactions, as (transaction, event id, booked at) with distinct keys, once each
+    under its key: three statements for any number. Answer, by key, whether it was booked now
+    or before with the same postings, or is a conflict (the same key with other postings):
+    nothing is written for a conflict here, the caller records it outside the failing
+    transaction."""
+    if not entries:
+        return {}
+    own = {transaction.key: digest(transaction) for transaction, _event_id, _at in entries}
+    if len(own) != len(entries):
+        raise ValueError("one booking cannot carry the same key twice")
+    inserted = set(
+        insert_many(
+            conn,
+            ledger_transactions,
             [
-                {
-                    "transaction_key": transaction.key,
-                    "account": p.account,
-                    "asset": p.asset,
-                    "amount": p.amount,
-                }
-                for p in transaction.postings
+                {"key": t.key, "event_id": e, "digest": own[t.key], "memo": t.memo, "booked_at": a}
+                for t, e, a in entries
             ],
+            conflict=("key",),
+            returning="key",
         )
-        return "booked"
-    booked = conn.scalar(
-        select(ledger_transactions.c.digest).where(ledger_transactions.c.key == transaction.key)
     )
-    return "unchanged" if booked == own else "conflict"
+    insert_many(
+        conn,
+        ledger_postings,
+        [
+            {"transaction_key": t.key, "account": p.account, "asset": p.asset, "amount": p.amount}
+            for t, _event_id, _at in entries
+            if t.key in inserted
+            for p in t.postings
+        ],
+    )
+    verdicts: dict[str, Booked] = dict.fromkeys(inserted, "booked")
+    before = [key for key in own if key not in inserted]
+    if before:
+        # Seen by a new statement: also a booking that committed while this one waited.
+        stored: dict[str, str] = {
+            key: stored_digest
+            for key, stored_digest in conn.execute(
+                select(ledger_transactions.c.key, ledger_transactions.c.digest).where(
+                    among(conn, ledger_transactions.c.key, before)
+                )
+            )
+        }
+        verdicts.update(
+            (key, "unchanged" if stored.get(key) == own[key] else "conflict") for key in before
+        )
+    return verdicts
 
 
 def booked_digest(conn: Connection, key: str) -> str | None:
@@ -171,46 +157,6 @@ def transactions_of_redemption(
     if order_id:
         keys.append(f"order:{order_id}:gross")
     return transactions(conn, keys)
-
-
-def write_all(
-    conn: Connection,
-    booked: list[tuple[Transaction, str, str, datetime]],
-    redemptions: list[Redemption],
-    holds: list[tuple[str, str]],
-) -> None:
-    """Bulk insert of a whole ledger (a rebuild): (transaction, digest, event id, booked at)."""
-    insert_rows(
-        conn,
-        ledger_transactions,
-        [
-            {"key": t.key, "event_id": event_id, "digest": own, "memo": t.memo, "booked_at": at}
-            for t, own, event_id, at in booked
-        ],
-    )
-    insert_rows(
-        conn,
-        ledger_postings,
-        [
-            {"transaction_key": t.key, "account": p.account, "asset": p.asset, "amount": p.amount}
-            for t, _own, _event_id, _at in booked
-            for p in t.postings
-        ],
-    )
-    insert_rows(conn, ledger_redemptions, [r.row() for r in redemptions])
-    insert_rows(conn, ledger_holds, [{"original_id": o, "event_id": e} for o, e in holds])
-
-
-def digests(conn: Connection) -> list[tuple[str, str]]:
-    """(key, digest) of every transaction, sorted: what a state digest is made of."""
-    return [
-        (key, own)
-        for key, own in conn.execute(
-            select(ledger_transactions.c.key, ledger_transactions.c.digest).order_by(
-                ledger_transactions.c.key
-            )
-        )
-    ]
 
 
 def rebuild_guard(conn: Connection, *, exclusive: bool) -> None:

@@ -2,65 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from models.many import insert_many
+from models.notifications import Message
 from models.tables import notifications
-from models.upsert import insert
 
 
-def plan(
-    conn: Connection,
-    event_id: str,
-    source_id: str,
-    channel: str,
-    recipient: str,
-    subject: str,
-    body: str,
-    at: datetime,
-) -> int | None:
-    """Create the delivery; its id, or None when one exists for this Voucherify object,
-    channel and recipient (whichever delivery of it came first)."""
-    inserted = conn.scalar(
-        insert(conn, notifications)
-        .values(
-            event_id=event_id,
-            source_id=source_id,
-            channel=channel,
-            recipient=recipient,
-            status="pending",
-            subject=subject,
-            body=body,
-            created_at=at,
-        )
-        .on_conflict_do_nothing(index_elements=["source_id", "channel", "recipient"])
-        .returning(notifications.c.seq)
+def plan(conn: Connection, planned: Sequence[tuple[str, Message]], at: datetime) -> list[int]:
+    """Create the deliveries of messages, as (event id, message), in one statement; the ids of
+    those created. A message about a Voucherify object that already has a delivery on that
+    channel to that recipient (whichever delivery of it came first) creates none."""
+    rows = [
+        {
+            "event_id": event_id,
+            "source_id": message.source_id,
+            "channel": message.channel,
+            "recipient": message.recipient,
+            "status": "pending",
+            "subject": message.subject,
+            "body": message.body,
+            "created_at": at,
+            "due_at": at,
+        }
+        for event_id, message in planned
+    ]
+    inserted = insert_many(
+        conn,
+        notifications,
+        rows,
+        conflict=("source_id", "channel", "recipient"),
+        returning="seq",
     )
-    return None if inserted is None else int(inserted)
+    return sorted(int(seq) for seq in inserted)
 
 
 def claim(conn: Connection, notification_id: int) -> Any | None:
-    """Take a delivery that is waiting to go out, marking it `sending`; None when it is not
-    waiting (sent, being sent, failed for good, or unknown).
+    """Take a delivery that is waiting to go out, marking it `sending` and counting the
+    attempt; its row as updated, or None when it is not waiting (sent, being sent, failed for
+    good, or unknown).
 
     The caller commits this before sending: a crash during the send leaves it `sending`, never
     sent twice. A concurrent claim waits for the row lock and then finds it taken.
     """
-    row = conn.execute(
-        select(notifications)
+    return conn.execute(
+        update(notifications)
         .where(notifications.c.seq == notification_id)
         .where(notifications.c.status == "pending")
-        .with_for_update()
+        .values(status="sending", attempts=notifications.c.attempts + 1)
+        .returning(*notifications.c)
     ).first()
-    if row is not None:
-        conn.execute(
-            update(notifications)
-            .where(notifications.c.seq == notification_id)
-            .values(status="sending", attempts=notifications.c.attempts + 1)
-        )
-    return row
 
 
 def mark_sent(conn: Connection, notification_id: int, at: datetime) -> None:
@@ -71,16 +66,18 @@ def mark_sent(conn: Connection, notification_id: int, at: datetime) -> None:
     )
 
 
-def mark_failed(conn: Connection, notification_id: int, error: str, *, final: bool) -> None:
-    """The send failed: back to `pending` for a retry, or `failed` for good."""
-    conn.execute(
-        update(notifications)
-        .where(notifications.c.seq == notification_id)
-        .values(status="failed" if final else "pending", error=error)
-    )
+def mark_failed(
+    conn: Connection, notification_id: int, error: str, *, retry_at: datetime | None
+) -> None:
+    """The send failed: back to `pending`, due again at `retry_at`, or (None) `failed` for
+    good."""
+    values: dict[str, Any] = {"status": "failed", "error": error}
+    if retry_at is not None:
+        values.update(status="pending", due_at=retry_at)
+    conn.execute(update(notifications).where(notifications.c.seq == notification_id).values(values))
 
 
-def retry_failed(conn: Connection, event_ids: list[str]) -> list[int]:
+def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[int]:
     """Put failed deliveries of these events back to `pending` (a replay asked to notify)."""
     ids = list(
         conn.scalars(
@@ -91,20 +88,22 @@ def retry_failed(conn: Connection, event_ids: list[str]) -> list[int]:
     )
     if ids:
         conn.execute(
-            update(notifications).where(notifications.c.seq.in_(ids)).values(status="pending")
+            update(notifications)
+            .where(notifications.c.seq.in_(ids))
+            .values(status="pending", due_at=at)
         )
     return ids
 
 
 def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]:
-    """Deliveries planned long ago and never tried: their send task was lost (a broker that
-    restarted). One that failed and waits for its retry is left to that retry's backoff."""
+    """Deliveries still waiting although they were due before `older_than`: the message that
+    should have sent them was lost (a broker that restarted or was down when a retry was
+    published). Queuing one again never sends it twice: `claim` takes it once."""
     return list(
         conn.scalars(
             select(notifications.c.seq)
             .where(notifications.c.status == "pending")
-            .where(notifications.c.attempts == 0)
-            .where(notifications.c.created_at < older_than)
+            .where(notifications.c.due_at < older_than)
             .order_by(notifications.c.seq)
             .limit(limit)
         )

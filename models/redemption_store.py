@@ -1,48 +1,65 @@
 """All SQL about what the ledger remembers of redemptions: a note for each one it saw (so a
 rollback knows its original is there, and a stack parent can be checked against its children)
-and the rollbacks held until their original arrives."""
+and the rollbacks held until their original arrives.
+
+Writes take many rows at once: a batch of events notes its redemptions in one statement.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
 
+from models.many import among, as_json, insert_many
 from models.tables import ledger_holds, ledger_redemptions
-from models.upsert import insert
 
 
-def hold(conn: Connection, original_id: str, event_id: str) -> None:
-    conn.execute(
-        insert(conn, ledger_holds)
-        .values(original_id=original_id, event_id=event_id)
-        .on_conflict_do_nothing()
+def hold(conn: Connection, holds: Sequence[tuple[str, str]]) -> None:
+    """Hold rollbacks, as (original redemption id, rollback event id), for their original."""
+    insert_many(
+        conn,
+        ledger_holds,
+        [{"original_id": original, "event_id": event_id} for original, event_id in holds],
+        conflict=(),
     )
 
 
-def release(conn: Connection, original_id: str) -> list[str]:
-    """The events held for `original_id`, no longer held."""
-    held = list(
+def release(conn: Connection, original_ids: Collection[str]) -> list[str]:
+    """The events held for these originals, no longer held."""
+    if not original_ids:
+        return []
+    return list(
         conn.scalars(
-            select(ledger_holds.c.event_id).where(ledger_holds.c.original_id == original_id)
+            delete(ledger_holds)
+            .where(among(conn, ledger_holds.c.original_id, original_ids))
+            .returning(ledger_holds.c.event_id)
         )
     )
-    if held:
-        conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id == original_id))
-    return held
 
 
-def lock_redemption(conn: Connection, redemption_id: str) -> None:
-    """Serialise, until commit, everything that concerns one redemption's presence: a
+# Taken in lock id order: two transactions locking overlapping sets cannot deadlock. The sort
+# happens in the subquery, before the volatile lock function sees a row.
+LOCK_POSTGRESQL = text(
+    """
+    SELECT pg_advisory_xact_lock(lock_id) FROM (
+        SELECT DISTINCT hashtextextended('redemption:' || id, 0) AS lock_id
+        FROM json_array_elements_text(CAST(:ids AS json)) AS id
+        ORDER BY lock_id
+    ) AS sorted
+    """
+)
+
+
+def lock_redemptions(conn: Connection, redemption_ids: Collection[str]) -> None:
+    """Serialise, until commit, everything that concerns these redemptions' presence: a
     rollback checking for its original and the original being noted cannot interleave (else
-    the rollback could hold itself after the original looked for holds). SQLite runs one
-    writer at a time and needs no lock."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"redemption:{redemption_id}"},
-        )
+    the rollback could hold itself after the original looked for holds). One statement for
+    any number of ids. SQLite runs one writer at a time and needs no lock."""
+    if redemption_ids and conn.dialect.name == "postgresql":
+        conn.execute(LOCK_POSTGRESQL, {"ids": as_json(sorted(redemption_ids))})
 
 
 @dataclass(frozen=True)
@@ -67,21 +84,11 @@ class Redemption:
         }
 
 
-def note_redemption(conn: Connection, note: Redemption) -> list[str]:
-    """Note a redemption the ledger saw; return the rollbacks that were held for it, no
-    longer held (one round trip on PostgreSQL)."""
-    noting = insert(conn, ledger_redemptions).values(**note.row()).on_conflict_do_nothing()
-    if conn.dialect.name != "postgresql":
-        conn.execute(noting)
-        return release(conn, note.redemption_id)
-    noted = noting.cte("noted")
-    released = (
-        delete(ledger_holds)
-        .where(ledger_holds.c.original_id == note.redemption_id)
-        .returning(ledger_holds.c.event_id)
-        .add_cte(noted)
-    )
-    return list(conn.scalars(released))
+def note_redemptions(conn: Connection, notes: Sequence[Redemption]) -> list[str]:
+    """Note redemptions the ledger saw (the first note of each stays); return the rollbacks
+    that were held for them, no longer held. The caller holds their locks."""
+    insert_many(conn, ledger_redemptions, [note.row() for note in notes], conflict=())
+    return release(conn, {note.redemption_id for note in notes})
 
 
 def redemption_seen(conn: Connection, redemption_id: str) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, case, delete, or_, select, text, update
 
-from models.tables import handler_runs
+from models import bulk
+from models.many import among, as_json, insert_many, rows_from
+from models.tables import events, handler_runs
 from models.upsert import insert
 
 
@@ -22,17 +24,28 @@ def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) ->
     ids = sorted(set(event_ids))
     if not ids:
         return set()
-    conn.execute(
-        insert(conn, handler_runs).on_conflict_do_nothing(index_elements=["event_id", "handler"]),
+    insert_many(
+        conn,
+        handler_runs,
         [{"event_id": i, "handler": handler, "status": "running", "updated_at": at} for i in ids],
+        conflict=("event_id", "handler"),
     )
     rows = conn.execute(
         select(handler_runs.c.event_id, handler_runs.c.status)
-        .where(handler_runs.c.event_id.in_(ids), handler_runs.c.handler == handler)
+        .where(among(conn, handler_runs.c.event_id, ids), handler_runs.c.handler == handler)
         .order_by(handler_runs.c.event_id)
         .with_for_update()
     )
     return {event_id for event_id, status in rows if status != "done"}
+
+
+# One statement for the whole batch, its rows read from one JSON parameter.
+FINISH_POSTGRESQL = text(
+    "UPDATE handler_runs SET status = x.status, attempts = attempts + 1, error = x.error, "
+    "traceback = NULL, updated_at = :at "
+    f"{rows_from(handler_runs, ('event_id', 'status', 'error'))} "
+    "WHERE handler_runs.event_id = x.event_id AND handler_runs.handler = :handler"
+)
 
 
 def finish(
@@ -40,6 +53,10 @@ def finish(
 ) -> None:
     """Record (event id, status `done` or `held`, note) in the handler's own transaction."""
     if not outcomes:
+        return
+    if conn.dialect.name == "postgresql":
+        rows = [{"event_id": e, "status": s, "error": n} for e, s, n in outcomes]
+        conn.execute(FINISH_POSTGRESQL, {"rows": as_json(rows), "handler": handler, "at": at})
         return
     conn.execute(
         update(handler_runs)
@@ -118,21 +135,58 @@ def reset_failed(conn: Connection, event_ids: list[str]) -> None:
         )
 
 
-def events_with(
-    conn: Connection, handlers: tuple[str, ...], statuses: tuple[str, ...]
-) -> list[str]:
-    """Ids of events having a run of one of `handlers` in one of `statuses`, receipt order."""
-    from models.tables import events
+class EventRuns(NamedTuple):
+    """A stored event and the handlers whose run of it is in a status asked about."""
 
-    stmt = (
-        select(events.c.id)
-        .where(
-            events.c.id.in_(
-                select(handler_runs.c.event_id)
-                .where(handler_runs.c.handler.in_(handlers))
-                .where(handler_runs.c.status.in_(statuses))
-            )
-        )
+    id: str
+    type: str
+    body: bytes
+    handlers: tuple[str, ...]
+
+
+def events_with(
+    conn: Connection, statuses: Mapping[str, tuple[str, ...]], *, page: int = 1000
+) -> Iterator[list[EventRuns]]:
+    """The events having a run of a handler of `statuses` in one of that handler's statuses,
+    in receipt order, with their bodies: a page (one statement) at a time.
+
+    A page is the next events by receipt sequence, each with the status of its runs looked up
+    by key: a plan that no table statistics can turn into a scan of every run per page, and
+    no sort of the whole log delays the first page. Each page sees the runs as they are when
+    it is read: a caller that needs one consistent answer keeps those runs from changing
+    meanwhile (a rebuild holds the guard of their handlers)."""
+    names = list(statuses)
+    runs = [
+        select(handler_runs.c.status)
+        .where(handler_runs.c.event_id == events.c.id, handler_runs.c.handler == name)
+        .scalar_subquery()
+        for name in names
+    ]
+    wanted = or_(*(run.in_(statuses[name]) for name, run in zip(names, runs, strict=True)))
+    first = (
+        select(events.c.seq, events.c.id, events.c.type, case((wanted, events.c.body)), *runs)
         .order_by(events.c.seq)
+        .limit(page)
     )
-    return list(conn.scalars(stmt))
+    following = first.where(events.c.seq > bindparam("after", 0))  # after the last seq read
+    named: dict[tuple[Any, ...], tuple[str, ...]] = {}  # by the statuses of an event's runs
+    rows = bulk.fetch(conn, first)
+    while rows:
+        found = []
+        for row in rows:
+            run_statuses = row[4:]
+            handlers = named.get(run_statuses)
+            if handlers is None:
+                handlers = named[run_statuses] = _named(statuses, run_statuses)
+            if handlers:
+                found.append(EventRuns(row[1], row[2], row[3], handlers))
+        yield found
+        rows = bulk.fetch(conn, following, after=rows[-1][0])
+
+
+def _named(statuses: Mapping[str, tuple[str, ...]], found: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for (name, wanted), status in zip(statuses.items(), found, strict=True)
+        if status in wanted
+    )

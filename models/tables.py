@@ -185,6 +185,9 @@ notifications = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # When it should go out: when planned, then when its retry is due. A pending delivery
+    # long past due lost its send message (a broker restart); the sweep queues it again.
+    Column("due_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Index(
         "ix_notifications_source_id_channel_recipient",

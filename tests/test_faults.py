@@ -195,6 +195,37 @@ def test_redis_restarted_under_load_loses_nothing(
     result.assert_ok()
 
 
+def test_notifications_waiting_for_their_retry_survive_a_redis_restart(
+    postgres_url: str, db: Engine, redis_server: RedisServer
+) -> None:
+    """The SMTP server refuses the first 40 emails, so their retries wait as countdown messages
+    in Redis; Redis restarts empty and loses them. The sweep finds the deliveries past due and
+    sends each once."""
+    sinks = Sinks(HttpSink(), SmtpSink(refuse=40))
+    sinks.webhook.start()
+    sinks.smtp.start()
+    env = fault_env(postgres_url, redis_server.url, sinks)
+    env.update(VOUCHERHOOK_RETRY_BACKOFF="6", VOUCHERHOOK_RETRY_BACKOFF_MAX="10")
+    try:
+        with Fleet(env) as fleet:
+            fleet.receiver()
+            fleet.worker(*WORKER)
+            with Workload(fleet.webhook_urls, Load(events=200, rate=40)).start() as workload:
+                wait_for(lambda: sinks.smtp.refused >= 40, 60, what="40 emails refused")
+                workload.fault("SMTP refused 40 emails: their retries wait in Redis")
+                redis_server.stop()
+                time.sleep(2)
+                redis_server.start()
+                workload.fault("Redis restarted empty: the retry messages are lost")
+                result = finish(db, workload, sinks)
+    finally:
+        sinks.webhook.stop()
+        sinks.smtp.stop()
+
+    result.assert_ok()
+    assert sinks.smtp.refused == 40
+
+
 @pytest.mark.timeout(600)
 def test_redis_unreachable_for_a_minute_deliveries_are_accepted_then_swept(
     postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks

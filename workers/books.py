@@ -2,22 +2,25 @@
 
 Live processing uses `SqlBooks` (the SQL of `models.ledger_store` and `models.card_store` on
 the handler's connection). A rebuild runs the very same handlers on `MemoryBooks`, then writes
-the result in bulk: one set of rules, two places to keep their results.
+what differs from the database in bulk: one set of rules, two places to keep their results.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from models import card_store, ledger_store, redemption_store
-from models.journal import Transaction
+from models.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
+from models.journal import Posting, Transaction
 from models.ledger_store import Booked, digest
 from models.loyalty import CardState
 from models.redemption_store import Redemption
+from workers.handlers.base import LedgerConflict
 
 
 class Books(Protocol):
@@ -25,7 +28,6 @@ class Books(Protocol):
     def lock_redemption(self, redemption_id: str) -> None: ...
     def note_redemption(self, note: Redemption) -> list[str]: ...
     def redemption_seen(self, redemption_id: str) -> bool: ...
-    def release(self, original_id: str) -> list[str]: ...
     def hold(self, original_id: str, event_id: str) -> None: ...
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
@@ -39,32 +41,59 @@ class Books(Protocol):
 
 @dataclass
 class SqlBooks:
+    """The books in the database, for a batch of events in the caller's transaction.
+
+    The ledger's writes (bookings, redemption locks and notes, holds) are staged and written
+    together by `flush`: a few statements per batch rather than a few per event. What the
+    stage knows (a key or a redemption of this batch) is answered from it; every other read of
+    the ledger flushes first, so a handler sees all that was written before it, and a lock is
+    taken before what it protects is read. A booking answers "booked" until the database has
+    seen it: a conflict with a booked key raises `LedgerConflict` at the flush (one event per
+    batch, when the processing isolates it). The cards are read and written at once.
+    """
+
     conn: Connection
+    released: list[str] = field(default_factory=list)
+    """Held events that the flushed notes released: to publish after the commit."""
+    _bookings: dict[str, tuple[Transaction, str, datetime]] = field(default_factory=dict)
+    _locks: set[str] = field(default_factory=set)
+    _notes: dict[str, Redemption] = field(default_factory=dict)
+    _holds: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
-        return ledger_store.book(self.conn, transaction, event_id, at)
+        staged = self._bookings.get(transaction.key)
+        if staged is None:
+            self._bookings[transaction.key] = (transaction, event_id, at)
+            return "booked"
+        return "unchanged" if digest(staged[0]) == digest(transaction) else "conflict"
 
     def lock_redemption(self, redemption_id: str) -> None:
-        redemption_store.lock_redemption(self.conn, redemption_id)
+        self._locks.add(redemption_id)
 
     def note_redemption(self, note: Redemption) -> list[str]:
-        return redemption_store.note_redemption(self.conn, note)
+        self._notes.setdefault(note.redemption_id, note)
+        released = [held for original, held in self._holds if original == note.redemption_id]
+        for event_id in released:
+            del self._holds[note.redemption_id, event_id]
+        return released
 
     def redemption_seen(self, redemption_id: str) -> bool:
+        if redemption_id in self._notes:
+            return True
+        self.flush()
         return redemption_store.redemption_seen(self.conn, redemption_id)
 
-    def release(self, original_id: str) -> list[str]:
-        return redemption_store.release(self.conn, original_id)
-
     def hold(self, original_id: str, event_id: str) -> None:
-        redemption_store.hold(self.conn, original_id, event_id)
+        self._holds[original_id, event_id] = None
 
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
     ) -> list[Transaction]:
+        self.flush()
         return ledger_store.transactions_of_redemption(self.conn, redemption_id, order_id)
 
     def stack(self, parent_id: str) -> tuple[int | None, int, int]:
+        self.flush()
         return redemption_store.stack(self.conn, parent_id)
 
     def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
@@ -79,46 +108,73 @@ class SqlBooks:
     def save_card(self, state: CardState, at: datetime) -> None:
         card_store.save(self.conn, state, at)
 
+    def flush(self) -> None:
+        """Write what is staged: the locks first, then what they protect."""
+        redemption_store.lock_redemptions(self.conn, self._locks)
+        self._locks.clear()
+        bookings, self._bookings = self._bookings, {}
+        verdicts = ledger_store.book(self.conn, list(bookings.values()))
+        for key, verdict in verdicts.items():
+            if verdict == "conflict":
+                raise LedgerConflict(bookings[key][0])
+        redemption_store.hold(self.conn, list(self._holds))
+        self._holds.clear()
+        notes, self._notes = self._notes, {}
+        self.released.extend(redemption_store.note_redemptions(self.conn, list(notes.values())))
+
 
 @dataclass
 class MemoryBooks:
-    """The same effects in dictionaries; `write` puts them in the database in bulk."""
+    """The same effects in dictionaries, held as the rows of the books' tables (the parts of
+    `models.books_store`), which `rows` hands to a rebuild. The rebuild stamps the rows it
+    writes with its own time, so the times handlers pass are not kept."""
 
-    transactions: dict[str, tuple[Transaction, str, str, datetime]] = field(default_factory=dict)
-    redemptions: dict[str, Redemption] = field(default_factory=dict)
+    transactions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    """Key -> (event id, digest, memo), as `books_store.TRANSACTIONS`."""
+    postings: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
+    """Key -> its postings, as `books_store.POSTINGS`."""
+    redemptions: dict[str, tuple[str, str | None, str | None, int, str]] = field(
+        default_factory=dict
+    )
+    """Redemption id -> (role, parent id, order id, applied, event id), as
+    `books_store.REDEMPTIONS`."""
     holds: dict[str, list[str]] = field(default_factory=dict)
     movements: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-    cards: dict[str, tuple[CardState, datetime]] = field(default_factory=dict)
+    """Source id -> (card id, event id, points taken), as `books_store.MOVEMENTS`."""
+    cards: dict[str, CardState] = field(default_factory=dict)
     # Indexes, so that a whole log folds in linear time.
-    _children: dict[str, list[Redemption]] = field(default_factory=dict)
+    _applied_by_children: dict[str, list[int]] = field(default_factory=dict)
     _keys_of: dict[str, list[str]] = field(default_factory=dict)
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
-        own = digest(transaction)
-        booked = self.transactions.get(transaction.key)
-        if booked is None:
-            self.transactions[transaction.key] = (transaction, own, event_id, at)
-            if transaction.key.startswith("redemption:"):
-                redemption_id = transaction.key.split(":", 2)[1]
-                self._keys_of.setdefault(redemption_id, []).append(transaction.key)
-            return "booked"
-        return "unchanged" if booked[1] == own else "conflict"
+        key, own = transaction.key, digest(transaction)
+        booked = self.transactions.get(key)
+        if booked is not None:
+            return "unchanged" if booked[1] == own else "conflict"
+        self.transactions[key] = (event_id, own, transaction.memo)
+        self.postings[key] = tuple([(p.account, p.asset, p.amount) for p in transaction.postings])
+        if key.startswith("redemption:"):
+            self._keys_of.setdefault(key.split(":", 2)[1], []).append(key)
+        return "booked"
 
     def lock_redemption(self, redemption_id: str) -> None:
         pass  # one writer: nothing to serialise
 
     def note_redemption(self, note: Redemption) -> list[str]:
         if note.redemption_id not in self.redemptions:
-            self.redemptions[note.redemption_id] = note
+            self.redemptions[note.redemption_id] = (
+                note.role,
+                note.parent_id,
+                note.order_id,
+                note.applied,
+                note.event_id,
+            )
             if note.parent_id:
-                self._children.setdefault(note.parent_id, []).append(note)
-        return self.release(note.redemption_id)
+                self._applied_by_children.setdefault(note.parent_id, []).append(note.applied)
+        return self.holds.pop(note.redemption_id, [])
 
     def redemption_seen(self, redemption_id: str) -> bool:
         return redemption_id in self.redemptions
-
-    def release(self, original_id: str) -> list[str]:
-        return self.holds.pop(original_id, [])
 
     def hold(self, original_id: str, event_id: str) -> None:
         held = self.holds.setdefault(original_id, [])
@@ -131,12 +187,17 @@ class MemoryBooks:
         keys = list(self._keys_of.get(redemption_id, ()))
         if order_id and f"order:{order_id}:gross" in self.transactions:
             keys.append(f"order:{order_id}:gross")
-        return [self.transactions[key][0] for key in keys]
+        return [
+            Transaction(
+                key, tuple(Posting(*p) for p in self.postings[key]), self.transactions[key][2]
+            )
+            for key in keys
+        ]
 
     def stack(self, parent_id: str) -> tuple[int | None, int, int]:
         parent = self.redemptions.get(parent_id)
-        children = [r.applied for r in self._children.get(parent_id, ())]
-        return (parent.applied if parent else None), sum(children), len(children)
+        children = self._applied_by_children.get(parent_id, [])
+        return (parent[3] if parent else None), sum(children), len(children)
 
     def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
         if source_id in self.movements:
@@ -145,30 +206,40 @@ class MemoryBooks:
         return True
 
     def load_card(self, card_id: str) -> CardState | None:
-        found = self.cards.get(card_id)
-        return found[0] if found else None
+        return self.cards.get(card_id)
 
     def insert_card(self, state: CardState, at: datetime) -> bool:
         if state.card_id in self.cards:
             return False
-        self.cards[state.card_id] = (state, at)
+        self.cards[state.card_id] = state
         return True
 
     def save_card(self, state: CardState, at: datetime) -> None:
-        self.cards[state.card_id] = (state, at)
+        self.cards[state.card_id] = state
 
-    def write(self, conn: Connection) -> None:
-        """Replace the ledger and the cards in the database with these."""
-        ledger_store.clear(conn)
-        card_store.clear(conn)
-        ledger_store.write_all(
-            conn,
-            [(t, own, event_id, at) for t, own, event_id, at in self.transactions.values()],
-            list(self.redemptions.values()),
-            [(original, event_id) for original, held in self.holds.items() for event_id in held],
-        )
-        card_store.write_all(
-            conn,
-            [(source, *movement) for source, movement in self.movements.items()],
-            list(self.cards.values()),
-        )
+    def rows(self) -> dict[Part, Mapping[Any, Any]]:
+        """Every row the books hold, by part: (key -> values, or for postings the sequence of
+        a transaction's values)."""
+        return {
+            TRANSACTIONS: self.transactions,
+            POSTINGS: self.postings,
+            REDEMPTIONS: self.redemptions,
+            HOLDS: {
+                (original, event_id): ()
+                for original, held in self.holds.items()
+                for event_id in held
+            },
+            MOVEMENTS: self.movements,
+            CARDS: {
+                c.card_id: (
+                    c.customer_id,
+                    c.balance,
+                    c.as_of,
+                    c.balance_source,
+                    c.points_spent,
+                    c.events,
+                    list(c.flags),
+                )
+                for c in self.cards.values()
+            },
+        }

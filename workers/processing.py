@@ -1,10 +1,13 @@
 """Running the handlers of stored events: batched for speed, isolated on failure.
 
-For a batch of events each handler runs over all of them in one transaction: its effects and
-its run rows commit together. If that transaction fails, the handler runs again event by event,
-each in its own transaction, so one bad event never holds back the others. What must happen
-after the commit (send notifications, wake held rollbacks, retry later) is returned, not done:
-the Celery layer publishes it.
+For a batch of events every handler runs over all of them in one transaction, which also
+settles the events' statuses: their effects and their run rows commit together, once (a
+handler writes through `SqlBooks`, which stages the batch's ledger writes into a few
+statements, and its notifications are planned in one). If that transaction fails, each handler
+runs over the batch in a transaction of its own, and if that fails too, event by event, so one
+bad event never holds back the others, nor one failing handler the other handlers. What must
+happen after the commit (send notifications, wake held rollbacks, retry later) is returned,
+not done: the Celery layer publishes it.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine
 
-from models import eventlog, ledger_store, run_store
+from models import eventlog, ledger_store, notification_store, run_store
 from models.payloads import Payload, PayloadError, load_json, parse_payload
 from models.routing import handlers_for
 from workers.books import SqlBooks
 from workers.handlers import BY_NAME, ORDER
-from workers.handlers.base import Config, Handler, Job, PermanentError
-from workers.handlers.ledger import LedgerConflict
+from workers.handlers.base import Config, Handler, Job, LedgerConflict, PermanentError
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,11 @@ class FollowUp:
     notifications: list[int] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     retries: list[Retry] = field(default_factory=list)
+
+    def add(self, other: FollowUp) -> None:
+        self.notifications.extend(other.notifications)
+        self.released.extend(other.released)
+        self.retries.extend(other.retries)
 
 
 @dataclass(frozen=True)
@@ -108,46 +115,70 @@ class Processor:
                     _Failure(row.id, name, PermanentError(str(exc)), traceback.format_exc())
                     for name in handlers_for(row.type)
                 )
-        for name in ORDER:
-            group = [event for event in events if name in handlers_for(event.type)]
-            if group:
-                failures.extend(self._run_group(name, group, follow))
+        types = {row.id: row.type for row in rows}
+        groups = [
+            (name, [event for event in events if name in handlers_for(event.type)])
+            for name in ORDER
+        ]
+        groups = [(name, group) for name, group in groups if group]
+        if events and not failures and self._run_together(groups, types, follow):
+            return follow
+        for name, group in groups:
+            failures.extend(self._run_group(name, group, follow))
         failed: dict[str, list[str]] = {}
         for failure in failures:
             if self._record_failure(failure, follow):
                 failed.setdefault(failure.event_id, []).append(
                     f"{failure.handler}: {failure.error}"
                 )
-        self._settle({row.id: row.type for row in rows}, failed)
+        with self._engine.begin() as conn:
+            self._settle(conn, types, failed)
         return follow
+
+    def _run_together(
+        self, groups: list[tuple[str, list[_Event]]], types: dict[str, str], follow: FollowUp
+    ) -> bool:
+        """Every handler over its events, then the events' statuses, all in one transaction:
+        one commit for the batch. False when it failed, and nothing of it was committed."""
+        try:
+            with self._engine.begin() as conn:
+                done = [self._run_batch(conn, name, group) for name, group in groups]
+                self._settle(conn, types, {})
+        except Exception:
+            log.info("batch_splitting", handlers=[name for name, _ in groups])
+            return False
+        for batch in done:
+            follow.add(batch)
+        return True
 
     def _run_group(self, name: str, group: list[_Event], follow: FollowUp) -> list[_Failure]:
         try:
             with self._engine.begin() as conn:
-                jobs = self._run_batch(conn, name, group)
+                done = self._run_batch(conn, name, group)
         except Exception:
             log.info("batch_isolating", handler=name, events=len(group))
         else:
-            _collect(jobs, follow)
+            follow.add(done)
             return []
         failures = []
         for event in group:
             try:
                 with self._engine.begin() as conn:
-                    jobs = self._run_batch(conn, name, [event])
+                    done = self._run_batch(conn, name, [event])
             except Exception as exc:
                 failures.append(_Failure(event.id, name, exc, traceback.format_exc()))
             else:
-                _collect(jobs, follow)
+                follow.add(done)
         return failures
 
-    def _run_batch(self, conn: Connection, name: str, group: list[_Event]) -> list[Job]:
-        """Run one handler over events in the caller's transaction, with their run rows."""
+    def _run_batch(self, conn: Connection, name: str, group: list[_Event]) -> FollowUp:
+        """Run one handler over events in the caller's transaction, with their run rows;
+        answer what to publish once it is committed."""
         now = _now()
         # Runs done before are skipped: a redelivered message changes nothing.
         todo = run_store.claim(conn, [event.id for event in group], name, now)
         if not todo:
-            return []
+            return FollowUp()
         if name in GUARDED:
             ledger_store.rebuild_guard(conn, exclusive=False)
         books = SqlBooks(conn)
@@ -163,8 +194,13 @@ class Processor:
             jobs.append(job)
             outcomes.append((event.id, outcome.status, outcome.note))
             todo.discard(event.id)  # the same event twice in a batch runs once
+        books.flush()  # may raise LedgerConflict: the batch is then run event by event
+        planned = [(job.event_id, message) for job in jobs for message in job.messages]
         run_store.finish(conn, name, outcomes, now)
-        return jobs
+        return FollowUp(
+            notifications=notification_store.plan(conn, planned, now),
+            released=[*(event_id for job in jobs for event_id in job.released), *books.released],
+        )
 
     def _record_failure(self, failure: _Failure, follow: FollowUp) -> bool:
         """Store the failed attempt; schedule a retry, or answer True when it is final."""
@@ -195,34 +231,29 @@ class Processor:
             follow.retries.append(Retry(failure.event_id, self._policy.countdown(attempts)))
         return final
 
-    def _settle(self, types: dict[str, str], failed: dict[str, list[str]]) -> None:
+    def _settle(
+        self, conn: Connection, types: dict[str, str], failed: dict[str, list[str]]
+    ) -> None:
         """Processed when every handler is done; failed when one failed for good; else still
         pending (a handler held, or waiting for its retry), with the reason as its error."""
         outcomes: list[tuple[str, str, str | None]] = []
-        with self._engine.begin() as conn:
-            runs = run_store.statuses(conn, list(types))
-            for event_id, event_type in types.items():
-                names = handlers_for(event_type)
-                if not names:
-                    continue
-                if event_id in failed:
-                    outcomes.append((event_id, "failed", "; ".join(failed[event_id])))
-                elif all(runs.get((event_id, name)) == "done" for name in names):
-                    outcomes.append((event_id, "processed", None))
-                else:
-                    waiting = [
-                        f"{name}: {runs.get((event_id, name)) or 'not run'}"
-                        for name in names
-                        if runs.get((event_id, name)) != "done"
-                    ]
-                    outcomes.append((event_id, "pending", "; ".join(waiting)))
-            eventlog.set_statuses(conn, outcomes, _now())
-
-
-def _collect(jobs: list[Job], follow: FollowUp) -> None:
-    for job in jobs:
-        follow.notifications.extend(job.notifications)
-        follow.released.extend(job.released)
+        runs = run_store.statuses(conn, list(types))
+        for event_id, event_type in types.items():
+            names = handlers_for(event_type)
+            if not names:
+                continue
+            if event_id in failed:
+                outcomes.append((event_id, "failed", "; ".join(failed[event_id])))
+            elif all(runs.get((event_id, name)) == "done" for name in names):
+                outcomes.append((event_id, "processed", None))
+            else:
+                waiting = [
+                    f"{name}: {runs.get((event_id, name)) or 'not run'}"
+                    for name in names
+                    if runs.get((event_id, name)) != "done"
+                ]
+                outcomes.append((event_id, "pending", "; ".join(waiting)))
+        eventlog.set_statuses(conn, outcomes, _now())
 
 
 def _now() -> datetime:

@@ -1,30 +1,40 @@
-"""Rebuild: empty the ledger and the cards and fold the event log again, in receipt order.
+"""Rebuild: fold the event log again, in receipt order, and make the books what it computes.
 
 The events folded are those whose ledger or loyalty handler is done (or, for the ledger,
 holding a rollback): the rebuilt state is what live processing computed, made again from the
-log with the same handlers, on books in memory, then written in bulk. It all happens in one
-transaction that excludes the handlers writing those tables, so deliveries keep arriving and
-are processed right after, and nothing committed meanwhile is wiped.
+log with the same handlers, on books in memory. Then each table of the books is read once and
+only the rows that differ from the computed ones are replaced (rebuilding books that were
+right writes nothing). It all happens in one transaction that excludes the handlers writing
+those tables, so deliveries keep arriving and are processed right after, and nothing
+committed meanwhile is wiped.
+
+The log is read on a second connection, by a thread, while the handlers fold what was read:
+the database's work overlaps with theirs. The runs folded cannot change meanwhile (their
+handlers wait for the rebuild), so it reads the same log as the rebuild's transaction would.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from models import card_store, eventlog, ledger_store, run_store
-from models.digest import state_digest
+from models import ledger_store, run_store
+from models.books_store import PARTS, Part
+from models.changes import Rows, Sequences
+from models.digest import DIGESTED, StateDigest
 from models.payloads import load_json, parse_payload
 from workers.books import MemoryBooks
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Job
+from workers.read_ahead import ReadAhead
 
-CHUNK = 1000
-FOLDED = ("ledger", "loyalty")
+FOLDED = {"ledger": ("done", "held"), "loyalty": ("done",)}
+"""The handlers a rebuild runs again, and the statuses of their runs that it folds."""
 
 
 @dataclass(frozen=True)
@@ -32,19 +42,24 @@ class Rebuilt:
     events: int
     before: str
     after: str
+    written: int
+    """Rows deleted or inserted: 0 when the books already were what the log implies."""
 
 
 def digest(conn: Connection) -> str:
-    return state_digest(
-        ledger_store.balances(conn), ledger_store.digests(conn), card_store.all_cards(conn)
-    )
+    """The digest of the books in the database."""
+    state = StateDigest()
+    for part in DIGESTED:
+        for rows in part.read(conn):
+            state.add(part, rows)
+    return state.hexdigest()
 
 
 def rebuild(
     engine: Engine, config: Config, advance: Callable[[int], None] = lambda _n: None
 ) -> Rebuilt:
-    # The fold keeps millions of small objects alive until the final write: the cyclic
-    # garbage collector would rescan them again and again, for nothing to free.
+    # The fold keeps millions of small objects alive until the end: the cyclic garbage
+    # collector would rescan them again and again, for nothing to free.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -55,30 +70,57 @@ def rebuild(
 
 
 def _rebuild(engine: Engine, config: Config, advance: Callable[[int], None]) -> Rebuilt:
+    now = datetime.now(UTC)
+    books = MemoryBooks()
     with engine.begin() as conn:
         ledger_store.rebuild_guard(conn, exclusive=True)
-        before = digest(conn)
-        ledger = set(run_store.events_with(conn, ("ledger",), ("done", "held")))
-        loyalty = set(run_store.events_with(conn, ("loyalty",), ("done",)))
-        ordered = run_store.events_with(conn, FOLDED, ("done", "held"))
-        books = MemoryBooks()
-        held: dict[str, Job] = {}
-        now = datetime.now(UTC)
-        for start in range(0, len(ordered), CHUNK):
-            for row in eventlog.bodies(conn, ordered[start : start + CHUNK]):
-                body = load_json(row.body)
-                job = Job(
-                    None, books, row.id, row.type, parse_payload(row.type, body), body, now, config
-                )
-                for name in FOLDED:
-                    if row.id in (ledger if name == "ledger" else loyalty):
-                        outcome = BY_NAME[name](job)
-                        if name == "ledger" and outcome.status == "held":
-                            held[row.id] = job
-                for released in job.released:  # rollbacks that waited for this original
-                    if released in held:
-                        BY_NAME["ledger"](held.pop(released))
-                job.released.clear()
-            advance(min(CHUNK, len(ordered) - start))
-        books.write(conn)
-        return Rebuilt(len(ordered), before, digest(conn))
+        with engine.connect() as log, ReadAhead(run_store.events_with(log, FOLDED)) as pages:
+            events = _fold(pages, books, config, now, advance)
+        rows = books.rows()
+        before, after, written = StateDigest(), StateDigest(), 0
+        for part in PARTS:  # postings after their transactions
+            after.add_computed(part, rows[part])
+            written += _replace(conn, part, rows[part], before, now)
+        digest_before = before.hexdigest()
+        digest_after = digest_before if after == before else after.hexdigest()
+        return Rebuilt(events, digest_before, digest_after, written)
+
+
+def _fold(
+    pages: Iterable[list[run_store.EventRuns]],
+    books: MemoryBooks,
+    config: Config,
+    now: datetime,
+    advance: Callable[[int], None],
+) -> int:
+    """Run the handlers of each event on `books`, in receipt order; the events folded."""
+    held: dict[str, Job] = {}
+    folded = 0
+    for page in pages:
+        for event in page:
+            body = load_json(event.body)
+            payload = parse_payload(event.type, body)
+            job = Job(None, books, event.id, event.type, payload, body, now, config)
+            for name in event.handlers:
+                if BY_NAME[name](job).status == "held":
+                    held[event.id] = job
+            for released in job.released:  # rollbacks that waited for this original
+                if released in held:
+                    BY_NAME["ledger"](held.pop(released))
+        folded += len(page)
+        advance(len(page))
+    return folded
+
+
+def _replace(
+    conn: Connection, part: Part, computed: Mapping[Any, Any], state: StateDigest, at: datetime
+) -> int:
+    """Read the part's stored rows into `state` and replace those that differ from
+    `computed`; the rows written."""
+    diff = Sequences(computed) if part.sequence else Rows(computed)
+    with ReadAhead(part.read(conn)) as stored:
+        for rows in stored:
+            state.add(part, rows)
+            diff.read(rows)
+    changes = diff.changes()
+    return part.replace(conn, changes.stale, {key: computed[key] for key in changes.fresh}, at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -75,7 +76,7 @@ def replay(
             batch = [event_id for event_id in follow.released if event_id not in runnable]
         if notify:
             with engine.begin() as conn:
-                to_send.extend(notification_store.retry_failed(conn, chunk))
+                to_send.extend(notification_store.retry_failed(conn, chunk, datetime.now(UTC)))
         for notification_id in dict.fromkeys(to_send):
             result, _ = deliver(engine, senders, notification_id, policy)
             summary.notifications_sent += result == "sent"

@@ -6,7 +6,7 @@ import structlog
 from celery import Celery
 
 from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATIONS
-from workers.delivery import deliver
+from workers.delivery import deliver_all
 from workers.processing import FollowUp
 from workers.runtime import Runtime
 
@@ -32,11 +32,11 @@ def register(app: Celery, runtime: Runtime) -> None:
 
     @app.task(name=SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)
     def send_notifications(ids: list[int]) -> None:
-        for notification_id in ids:
-            result, countdown = deliver(
-                runtime.engine, runtime.senders, notification_id, runtime.policy
-            )
-            if result == "retry":
+        for done in deliver_all(runtime.engine, runtime.senders, ids, runtime.policy):
+            if done.result == "retry":
                 app.send_task(
-                    SEND_NOTIFICATIONS, args=[[notification_id]], queue=queue, countdown=countdown
+                    SEND_NOTIFICATIONS,
+                    args=[[done.notification_id]],
+                    queue=queue,
+                    countdown=done.countdown,
                 )

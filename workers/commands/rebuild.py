@@ -28,12 +28,14 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 "digest_before": result.before,
                 "digest": result.after,
                 "unchanged": same,
+                "rows_written": result.written,
             }
         )
     else:
         print(f"rebuilt ledger and cards from {result.events} events in {seconds:.1f}s")
         print(f"digest before: {result.before}")
         print(f"digest after:  {result.after}")
+        print(f"rows written:  {result.written}")
         print(
             "the rebuilt state equals the live state"
             if same

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from jinja2 import Environment
 from sqlalchemy import Connection
 
+from models.journal import Transaction
+from models.notifications import Message
 from models.payloads import Payload
 
 if TYPE_CHECKING:
@@ -18,6 +20,17 @@ if TYPE_CHECKING:
 
 class PermanentError(Exception):
     """Retrying cannot help (the payload or the books need a person): fail the event now."""
+
+
+class LedgerConflict(PermanentError):
+    """A key already booked with other postings; carries the transaction, to be recorded."""
+
+    def __init__(self, transaction: Transaction) -> None:
+        super().__init__(
+            f"ledger conflict: key {transaction.key} is already booked with other postings; "
+            "recorded in ledger_conflicts, check the original event and correct by hand"
+        )
+        self.transaction = transaction
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,9 @@ class Job:
     body: dict[str, Any]
     now: datetime
     config: Config
-    # Filled by handlers, acted on after the commit.
-    notifications: list[int] = field(default_factory=list)
+    # Filled by handlers: the messages are planned in the handler's transaction, the
+    # released (held) events are published after its commit.
+    messages: list[Message] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
 
 

@@ -10,16 +10,7 @@ from models.payloads import (
     RewardRedemptionCompleted,
 )
 from models.redemption_store import Redemption
-from workers.handlers.base import Job, Outcome, PermanentError
-
-
-class LedgerConflict(PermanentError):
-    def __init__(self, transaction: Transaction) -> None:
-        super().__init__(
-            f"ledger conflict: key {transaction.key} is already booked with other postings; "
-            "recorded in ledger_conflicts, check the original event and correct by hand"
-        )
-        self.transaction = transaction
+from workers.handlers.base import Job, LedgerConflict, Outcome, PermanentError
 
 
 def handle(job: Job) -> Outcome:

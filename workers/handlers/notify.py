@@ -1,12 +1,13 @@
-"""Notifications handler: render and plan the deliveries of an event, once each.
+"""Notifications handler: render the deliveries of an event, to be planned once each.
 
+The processing plans a batch's messages in one statement, in the handler's transaction; one
+already planned for the same Voucherify object, channel and recipient is not planned again.
 Sending happens after the commit, in tasks of its own: a failing channel is retried there and
 never holds up the ledger or the balances.
 """
 
 from __future__ import annotations
 
-from models import notification_store
 from models.notifications import messages
 from workers.handlers.base import Job, Outcome
 
@@ -21,18 +22,5 @@ def handle(job: Job) -> Outcome:
         email=config.email,
         webhook_url=config.webhook_url,
     )
-    assert job.conn is not None, "notifications are planned in the database only"
-    for message in planned:
-        notification_id = notification_store.plan(
-            job.conn,
-            job.event_id,
-            message.source_id,
-            message.channel,
-            message.recipient,
-            message.subject,
-            message.body,
-            job.now,
-        )
-        if notification_id is not None:
-            job.notifications.append(notification_id)
+    job.messages.extend(planned)
     return Outcome(note=f"{len(planned)} notification(s)" if planned else "nothing to notify")
