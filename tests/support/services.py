@@ -179,7 +179,7 @@ class TcpProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while chunk := src.recv(65536):
-                dst.sendall(chunk)
+                self._forward(chunk, dst)
         except OSError:
             pass
         finally:
@@ -187,6 +187,9 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+
+    def _forward(self, chunk: bytes, dst: socket.socket) -> None:
+        dst.sendall(chunk)
 
     def cut(self) -> None:
         """Close the listening socket (new connections are refused) and every live one."""
@@ -229,20 +232,11 @@ class StallingProxy(TcpProxy):
     def resume(self) -> None:
         self._forwarding.set()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                if self._forwarding.is_set():
-                    dst.sendall(chunk)
-                else:
-                    self.dropped += len(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+    def _forward(self, chunk: bytes, dst: socket.socket) -> None:
+        if self._forwarding.is_set():
+            dst.sendall(chunk)
+        else:
+            self.dropped += len(chunk)
 
 
 def postgres_bindir() -> Path:
