@@ -47,7 +47,7 @@ from models.tables import events, notifications
 from tests.support.checker import check
 from tests.support.processes import Fleet, Process, base_env
 from tests.support.services import REDIS_URL
-from tests.support.sinks import HttpSink, SmtpSink
+from tests.support.sinks import running_sinks
 from tests.support.workload import Load, Workload
 
 
@@ -157,17 +157,9 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_database(f"vh_soak_{uuid.uuid4().hex[:8]}"))
         stack.callback(redis.Redis.from_url(args.redis).delete, queue)
-        webhook, smtp = HttpSink(), SmtpSink()
-        for sink in (webhook, smtp):
-            sink.start()
-            stack.callback(sink.stop)
-        env = base_env(
-            database_url,
-            args.redis,
-            VOUCHERHOOK_QUEUE=queue,
-            NOTIFY_WEBHOOK_URL=webhook.url,
-            SMTP_URL=smtp.url,
-        )  # the outbox's default timings: a soak shows the steady state, not recovery
+        sinks = stack.enter_context(running_sinks())
+        # The outbox's default timings: a soak shows the steady state, not recovery.
+        env = base_env(database_url, args.redis, VOUCHERHOOK_QUEUE=queue, **sinks.env())
         migrate(env)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
@@ -189,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(min(args.every, max(seconds - workload.elapsed(), 0.1)))
             samples.append(sample(engine, fleet, workload))
             print(line(samples[-2], samples[-1]), flush=True)
-        result = check(engine, workload, webhook_sink=webhook, smtp_sink=smtp, timeout=600)
+        result = check(
+            engine, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp, timeout=600
+        )
         flat, memory = memory_flat(samples, args.rss_growth)
         bounded, backlog = backlog_bounded(samples, args.rate, args.max_backlog_seconds)
         print(f"\nchecker: {'ok' if not result.problems else 'FAILED'}: {result.summary()}")

@@ -34,7 +34,7 @@ from tests.support.services import (
     TcpProxy,
     wait_for,
 )
-from tests.support.sinks import HttpSink, SmtpSink
+from tests.support.sinks import HttpSink, Sinks, running_sinks
 from tests.support.workload import Load, Workload
 
 # Generous for a busy machine: each test normally takes 30-100 s.
@@ -46,25 +46,10 @@ WORKER = ("--concurrency", "2")
 KILLS = 5
 
 
-@dataclass(frozen=True)
-class Sinks:
-    """Where the workers' notifications go: a real HTTP endpoint and a real SMTP server."""
-
-    webhook: HttpSink
-    smtp: SmtpSink
-
-    def env(self) -> dict[str, str]:
-        return {"NOTIFY_WEBHOOK_URL": self.webhook.url, "SMTP_URL": self.smtp.url}
-
-
 @pytest.fixture
 def sinks() -> Iterator[Sinks]:
-    webhook, smtp = HttpSink(), SmtpSink()
-    webhook.start()
-    smtp.start()
-    yield Sinks(webhook, smtp)
-    webhook.stop()
-    smtp.stop()
+    with running_sinks() as sinks:
+        yield sinks
 
 
 @pytest.fixture
@@ -207,12 +192,9 @@ def test_notifications_waiting_for_their_retry_survive_a_redis_restart(
     """The SMTP server refuses the first 40 emails, so their retries wait as countdown messages
     in Redis; Redis restarts empty and loses them. The sweep finds the deliveries past due and
     sends each once."""
-    sinks = Sinks(HttpSink(), SmtpSink(refuse=40))
-    sinks.webhook.start()
-    sinks.smtp.start()
-    env = fault_env(postgres_url, redis_server.url, sinks)
-    env.update(VOUCHERHOOK_RETRY_BACKOFF="6", VOUCHERHOOK_RETRY_BACKOFF_MAX="10")
-    try:
+    with running_sinks(refuse_emails=40) as sinks:
+        env = fault_env(postgres_url, redis_server.url, sinks)
+        env.update(VOUCHERHOOK_RETRY_BACKOFF="6", VOUCHERHOOK_RETRY_BACKOFF_MAX="10")
         with Fleet(env) as fleet:
             fleet.receiver()
             fleet.worker(*WORKER)
@@ -224,10 +206,6 @@ def test_notifications_waiting_for_their_retry_survive_a_redis_restart(
                 redis_server.start()
                 workload.fault("Redis restarted empty: the retry messages are lost")
                 result = finish(db, workload, sinks)
-    finally:
-        sinks.webhook.stop()
-        sinks.smtp.stop()
-
     result.assert_ok()
     assert sinks.smtp.refused == 40
 

@@ -12,34 +12,22 @@ from sqlalchemy import Engine
 from tests.support.checker import check
 from tests.support.processes import Fleet, Worker, pool_children, worker_env
 from tests.support.services import wait_for
-from tests.support.sinks import HttpSink, SmtpSink
+from tests.support.sinks import Sinks, running_sinks
 from tests.support.workload import Load, Workload
 
 pytestmark = pytest.mark.timeout(420)
 
 
 @pytest.fixture
-def sinks() -> Iterator[tuple[HttpSink, SmtpSink]]:
-    webhook, smtp = HttpSink(), SmtpSink()
-    webhook.start()
-    smtp.start()
-    yield webhook, smtp
-    webhook.stop()
-    smtp.stop()
+def sinks() -> Iterator[Sinks]:
+    with running_sinks() as sinks:
+        yield sinks
 
 
 def test_two_receivers_and_three_workers_share_the_work_and_the_checker_holds(
-    postgres_url: str, redis_url: str, queue: str, db: Engine, sinks: tuple[HttpSink, SmtpSink]
+    postgres_url: str, redis_url: str, queue: str, db: Engine, sinks: Sinks
 ) -> None:
-    webhook, smtp = sinks
-    env = worker_env(
-        postgres_url,
-        redis_url,
-        queue,
-        NOTIFY_WEBHOOK_URL=webhook.url,
-        SMTP_URL=smtp.url,
-        VOUCHERHOOK_LOG_LEVEL="INFO",
-    )
+    env = worker_env(postgres_url, redis_url, queue, VOUCHERHOOK_LOG_LEVEL="INFO", **sinks.env())
     load = Load(events=900, rate=45, duplicate=True)
     with Fleet(env) as fleet:
         receivers = [fleet.receiver() for _ in range(2)]
@@ -48,7 +36,7 @@ def test_two_receivers_and_three_workers_share_the_work_and_the_checker_holds(
             wait_for(lambda w=worker: len(pool_children(w)) == 2, 60, what="2 pool processes")
         workload = Workload([r.webhook_url for r in receivers], load).start()
 
-        result = check(db, workload, webhook_sink=webhook, smtp_sink=smtp, timeout=240)
+        result = check(db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp, timeout=240)
         result.assert_ok()
 
         assert all(worker.process.poll() is None for worker in workers), fleet.logs()

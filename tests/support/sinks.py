@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,3 +86,28 @@ class HttpSink:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where the workers' notifications go: a real HTTP endpoint and a real SMTP server."""
+
+    webhook: HttpSink
+    smtp: SmtpSink
+
+    def env(self) -> dict[str, str]:
+        return {"NOTIFY_WEBHOOK_URL": self.webhook.url, "SMTP_URL": self.smtp.url}
+
+
+@contextlib.contextmanager
+def running_sinks(refuse_emails: int = 0) -> Iterator[Sinks]:
+    """Both sinks, started, and stopped afterwards; the SMTP server refuses the first
+    `refuse_emails` messages."""
+    sinks = Sinks(HttpSink(), SmtpSink(refuse=refuse_emails))
+    sinks.webhook.start()
+    sinks.smtp.start()
+    try:
+        yield sinks
+    finally:
+        sinks.webhook.stop()
+        sinks.smtp.stop()
