@@ -17,6 +17,7 @@ from models.db import make_engine
 from models.tables import events, metadata
 from tests.support import services
 from tests.support.processes import Receiver, base_env
+from tests.support.sinks import Sinks, running_sinks
 
 # CI runs the same generated cases every time, so a red build can be reproduced; run the
 # suite without CI set to let Hypothesis explore new ones.
@@ -134,3 +135,10 @@ def receiver(database_url: str) -> Iterator[Receiver]:
     yield process
     process.stop()
     redis.Redis.from_url(services.REDIS_URL).delete(queue)
+
+
+@pytest.fixture
+def sinks() -> Iterator[Sinks]:
+    """A real HTTP endpoint and SMTP server for the workers' notifications."""
+    with running_sinks() as sinks:
+        yield sinks

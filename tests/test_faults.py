@@ -47,12 +47,6 @@ KILLS = 5
 
 
 @pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    with running_sinks() as sinks:
-        yield sinks
-
-
-@pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     server.start()

@@ -4,24 +4,16 @@ is delivered twice at the same moment, once to each, and the checker still holds
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine
 
 from tests.support.checker import check
 from tests.support.processes import Fleet, Worker, pool_children, worker_env
 from tests.support.services import wait_for
-from tests.support.sinks import Sinks, running_sinks
+from tests.support.sinks import Sinks
 from tests.support.workload import Load, Workload
 
 pytestmark = pytest.mark.timeout(420)
-
-
-@pytest.fixture
-def sinks() -> Iterator[Sinks]:
-    with running_sinks() as sinks:
-        yield sinks
 
 
 def test_two_receivers_and_three_workers_share_the_work_and_the_checker_holds(
@@ -30,11 +22,12 @@ def test_two_receivers_and_three_workers_share_the_work_and_the_checker_holds(
     env = worker_env(postgres_url, redis_url, queue, VOUCHERHOOK_LOG_LEVEL="INFO", **sinks.env())
     load = Load(events=900, rate=45, duplicate=True)
     with Fleet(env) as fleet:
-        receivers = [fleet.receiver() for _ in range(2)]
+        fleet.receiver()
+        fleet.receiver()
         workers = [fleet.worker("--concurrency", "2") for _ in range(3)]
         for worker in workers:
             wait_for(lambda w=worker: len(pool_children(w)) == 2, 60, what="2 pool processes")
-        workload = Workload([r.webhook_url for r in receivers], load).start()
+        workload = Workload(fleet.webhook_urls, load).start()
 
         result = check(db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp, timeout=240)
         result.assert_ok()
