@@ -155,13 +155,6 @@ def test_worker_processes_killed_with_sigkill_repeatedly_lose_and_double_nothing
 # -- Redis ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open finding (docs/reliability.md): in full-suite runs the worker stopped taking "
-        "messages after the Redis restart (events stay pending, none lost); passes alone"
-    ),
-)
 def test_redis_restarted_under_load_loses_nothing(
     postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks
 ) -> None:

@@ -8,6 +8,7 @@ from celery import Celery
 
 from models.settings import Settings
 from receiver.outbox import Publish
+from workers import redis_transport
 
 PROCESS_EVENTS = "voucherhook.process_events"
 SEND_NOTIFICATIONS = "voucherhook.send_notifications"
@@ -20,6 +21,7 @@ def make_celery(settings: Settings, *, fail_fast: bool = False) -> Celery:
     """`fail_fast` is for a process that only publishes (the receiver): a broker that is down
     fails a publish at once, instead of after seconds of reconnecting, and the outbox sweep
     publishes later."""
+    redis_transport.install()
     app = Celery("voucherhook", broker=settings.broker_url, set_as_current=False)
     transport: dict[str, Any] = {}
     if not settings.embedded:
