@@ -110,6 +110,38 @@ def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]
     )
 
 
+def listing(conn: Connection, *, status: str | None, event_id: str | None, limit: int) -> list[Any]:
+    """Deliveries across events, newest first, for the command line."""
+    query = select(notifications).order_by(notifications.c.seq.desc()).limit(limit)
+    if status is not None:
+        query = query.where(notifications.c.status == status)
+    if event_id is not None:
+        query = query.where(notifications.c.event_id == event_id)
+    return list(conn.execute(query))
+
+
+def statuses(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    rows = conn.execute(
+        select(notifications.c.seq, notifications.c.status).where(notifications.c.seq.in_(ids))
+    )
+    return {int(seq): status for seq, status in rows}
+
+
+def release(conn: Connection, ids: Sequence[int], reason: str) -> list[Any]:
+    """Deliveries left `sending` by a worker that died mid-send, which a person found were not
+    received: `failed` with `reason`, so that a replay with --notify sends them again. Only
+    `sending` ones change; their rows as updated."""
+    return list(
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.seq.in_(ids))
+            .where(notifications.c.status == "sending")
+            .values(status="failed", error=reason)
+            .returning(*notifications.c)
+        )
+    )
+
+
 def for_event(conn: Connection, event_id: str) -> list[Any]:
     return list(
         conn.execute(

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from models import ledger_store
+from models import ledger_store, notification_store
 from models.eventlog import NewEvent, insert_new
 from models.identity import identify
 from models.journal import Transaction
@@ -385,6 +385,50 @@ def test_replaying_processed_events_changes_nothing_and_sends_nothing_again(
     assert after == before
     assert (len(smtp.messages), len(webhook_sink.requests)) == (mails, posts)
     assert mails > 0 and posts > 0
+
+
+def test_a_delivery_left_sending_by_a_dead_worker_is_listed_released_and_sent_once_by_replay(
+    postgres_url: str, redis_url: str, db: Engine, smtp: SmtpSink
+) -> None:
+    """A worker claims an email (it is `sending`, committed) and dies before sending it. The
+    operator finds it, releases it, and a replay with --notify sends it, once."""
+    [event_id] = store_all(db, [(REDEMPTION, recorded.seed_redemption())])
+    config = Config(currency="USD", templates=environment(None), email=True, webhook_url=None)
+    follow = Processor(db, config, RetryPolicy()).process([event_id])
+    assert len(follow.notifications) == 1
+    [stuck] = follow.notifications
+    with db.begin() as conn:
+        assert notification_store.claim(conn, stuck) is not None  # then the worker died
+    env = base_env(postgres_url, redis_url, SMTP_URL=smtp.url)
+
+    listed = cli_json(env, "notifications", "list", "--status", "sending", "--json")
+    assert [(n["id"], n["event_id"], n["channel"], n["status"], n["attempts"]) for n in listed] == [
+        (stuck, event_id, "email", "sending", 1)
+    ]
+    assert cli_json(env, "notifications", "list", "--status", "pending", "--json") == []
+    table = cli(env, "notifications", "list")
+    assert table.returncode == 0 and "sending" in table.stdout and event_id in table.stdout
+
+    refused = cli(env, "notifications", "release", str(stuck), str(stuck + 1000))
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("voucherhook: released nothing: ")
+    assert f"{stuck + 1000} does not exist" in refused.stderr
+    assert cli_json(env, "notifications", "list", "--json")[0]["status"] == "sending"
+
+    released = cli(env, "notifications", "release", str(stuck))
+    assert released.returncode == 0, released.stderr
+    assert f"voucherhook replay --notify --event-id {event_id}" in released.stdout
+    again = cli(env, "notifications", "release", str(stuck))
+    assert again.returncode == 1 and f"{stuck} is failed" in again.stderr
+    assert smtp.messages == []
+
+    replayed = cli(env, "replay", "--notify", "--event-id", event_id)
+    assert replayed.returncode == 0, replayed.stderr
+    [note] = cli_json(env, "notifications", "list", "--event-id", event_id, "--json")
+    assert (note["status"], note["attempts"], note["error"]) == ("sent", 2, None)
+    assert len(smtp.messages) == 1
+    assert cli(env, "replay", "--notify", "--event-id", event_id).returncode == 0
+    assert len(smtp.messages) == 1
 
 
 BROKEN = "Redemption {{ redemption_id }}: discount {{ savings }}.\n"  # `saved`, misspelt

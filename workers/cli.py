@@ -14,6 +14,11 @@ from workers import logs, sample_events
 from workers.commands import CommandError
 from workers.commands.events import STATUSES, cmd_events_list, cmd_events_show, timestamp
 from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
+from workers.commands.notifications import STATUSES as NOTIFICATION_STATUSES
+from workers.commands.notifications import (
+    cmd_notifications_list,
+    cmd_notifications_release,
+)
 from workers.commands.rebuild import cmd_rebuild
 from workers.commands.replay import cmd_replay
 from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
@@ -81,6 +86,26 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("event_id", metavar="ID", help="an id from `events list`")
     show.add_argument("--json", action="store_true", help="JSON for scripts")
     show.set_defaults(command=cmd_events_show)
+
+    notes = sub.add_parser("notifications", help="emails and webhooks, across events")
+    notes_sub = notes.add_subparsers(required=True, metavar="WHAT")
+    notes_list = notes_sub.add_parser("list", help="deliveries, newest first")
+    notes_list.add_argument("--status", choices=NOTIFICATION_STATUSES, help="only this status")
+    notes_list.add_argument("--event-id", metavar="ID", help="only this event's")
+    notes_list.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
+    notes_list.add_argument("--json", action="store_true", help="JSON for scripts")
+    notes_list.set_defaults(command=cmd_notifications_list)
+    release = notes_sub.add_parser(
+        "release",
+        help="mark deliveries left `sending` (a worker died mid-send) failed, to re-send them",
+        description="A delivery whose worker died during the send stays `sending`: nobody knows "
+        "whether it arrived, so nothing sends it again. Once you know it did not arrive, release "
+        "it: it becomes `failed`, and `voucherhook replay --event-id ID --notify` sends it.",
+    )
+    release.add_argument(
+        "ids", type=_positive, nargs="+", metavar="ID", help="ids from `notifications list`"
+    )
+    release.set_defaults(command=cmd_notifications_release)
 
     replay = sub.add_parser("replay", help="run the handlers of stored events again")
     replay.add_argument(

@@ -41,7 +41,7 @@ def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
             "id": row.id,
             "type": row.type,
             "status": row.status,
-            "received_at": _utc(row.received_at),
+            "received_at": utc(row.received_at),
             "attempts": row.attempts,
             "error": row.error,
         }
@@ -132,13 +132,13 @@ def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dic
         "id": row.id,
         "type": row.type,
         "status": row.status,
-        "received_at": _utc(row.received_at),
+        "received_at": utc(row.received_at),
         "attempts": row.attempts,
         "error": row.error,
         "delivery_id": row.delivery_id,
         "remote_addr": row.remote_addr,
-        "dispatched_at": _utc(row.dispatched_at),
-        "processed_at": _utc(row.processed_at),
+        "dispatched_at": utc(row.dispatched_at),
+        "processed_at": utc(row.processed_at),
         "headers": dict(row.headers or {}),
         "body": bytes(row.body).decode("utf-8", "replace"),
         "handlers": [
@@ -148,7 +148,7 @@ def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dic
                 "attempts": run.attempts,
                 "error": run.error,
                 "traceback": run.traceback,
-                "updated_at": _utc(run.updated_at),
+                "updated_at": utc(run.updated_at),
             }
             for run in runs
         ],
@@ -160,14 +160,14 @@ def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dic
                 "status": note.status,
                 "attempts": note.attempts,
                 "error": note.error,
-                "sent_at": _utc(note.sent_at),
+                "sent_at": utc(note.sent_at),
             }
             for note in sent
         ],
     }
 
 
-def _utc(value: datetime | None) -> str | None:
+def utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
