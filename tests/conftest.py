@@ -17,7 +17,7 @@ from models.db import make_engine
 from models.tables import events, metadata
 from tests.support import services
 from tests.support.processes import Receiver, base_env
-from tests.support.sinks import Sinks, running_sinks
+from tests.support.sinks import HttpSink, Sinks, SmtpSink, running_sinks
 
 # CI runs the same generated cases every time, so a red build can be reproduced; run the
 # suite without CI set to let Hypothesis explore new ones.
@@ -135,6 +135,33 @@ def receiver(database_url: str) -> Iterator[Receiver]:
     yield process
     process.stop()
     redis.Redis.from_url(services.REDIS_URL).delete(queue)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[services.RedisServer]:
+    """A Redis server of its own, on a free port, that the test may stop and start."""
+    server = services.RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server on loopback; what it received is in `.messages`."""
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def webhook_sink() -> Iterator[HttpSink]:
+    """A real HTTP endpoint on loopback; what it received is in `.requests`."""
+    sink = HttpSink()
+    sink.start()
+    yield sink
+    sink.stop()
 
 
 @pytest.fixture

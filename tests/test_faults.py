@@ -47,14 +47,6 @@ KILLS = 5
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster of its own, migrated, that the test may stop and start."""
     server = PostgresServer()

@@ -11,7 +11,6 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,22 +59,6 @@ CAMPAIGN = "camp_kwMyXFKquedx8FzXNpVPN7QU"
 # Processing in-process, as a worker does, with notifications off: the ledger and the cards
 # are what these tests compare.
 QUIET = Config(currency="USD", templates=environment(None), email=False, webhook_url=None)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-def webhook_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 # Running things ------------------------------------------------------------------------------

@@ -3,10 +3,7 @@ nothing is lost while the broker is down or after the receiver died before publi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from sqlalchemy import update
 
 from models.tables import events
@@ -18,14 +15,6 @@ from tests.support.services import RedisServer, wait_for
 
 KEY = SECRET.encode()
 FAST_SWEEP = {"VOUCHERHOOK_SWEEP_INTERVAL": "0.5", "VOUCHERHOOK_SWEEP_AFTER": "1"}
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
 
 
 def deliver(url: str, event_type: str = REDEMPTION) -> str:
@@ -61,15 +50,15 @@ def test_accepted_events_are_processed_by_a_real_worker(
 
 
 def test_deliveries_are_accepted_while_redis_is_down_and_processed_once_it_is_back(
-    postgres_url: str, private_redis: RedisServer, pg_log: EventLog
+    postgres_url: str, redis_server: RedisServer, pg_log: EventLog
 ) -> None:
-    env = base_env(postgres_url, private_redis.url, **FAST_SWEEP)
+    env = base_env(postgres_url, redis_server.url, **FAST_SWEEP)
     receiver, worker = Receiver(env, "--no-worker"), Worker(env)
     try:
         before = [deliver(receiver.webhook_url) for _ in range(3)]
         wait_for(lambda: all_done(pg_log, before), 60, what="processing before the outage")
 
-        private_redis.stop()
+        redis_server.stop()
         during = [deliver(receiver.webhook_url) for _ in range(20)]
         # The broker refused them: their dispatched stamp is cleared for the sweep.
         wait_for(
@@ -79,7 +68,7 @@ def test_deliveries_are_accepted_while_redis_is_down_and_processed_once_it_is_ba
         )
         assert {pg_log.statuses()[event_id] for event_id in during} == {"pending"}
 
-        private_redis.start()
+        redis_server.start()
         wait_for(lambda: all_done(pg_log, during), 90, what="processing after Redis is back")
     finally:
         receiver.stop()

@@ -18,21 +18,13 @@ from workers import redis_transport
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def dropped(server: RedisServer) -> Iterator[tuple[Connection, Message]]:
+def dropped(redis_server: RedisServer) -> Iterator[tuple[Connection, Message]]:
     """A channel holding one message unacknowledged, in the state Celery's reconnect leaves it:
     the channel's own close failed half-way (Redis was down), and `Connection.collect()` then
     detached the transport from the connection."""
     redis_transport.install()
     queue = Queue("vh-transport")
-    connection = Connection(server.url)
+    connection = Connection(redis_server.url)
     received: list[Message] = []
     Producer(connection.channel()).publish({"ids": ["e1"]}, routing_key=queue.name, declare=[queue])
     channel = connection.channel()
@@ -45,11 +37,13 @@ def dropped(server: RedisServer) -> Iterator[tuple[Connection, Message]]:
     ignore_errors(connection, channel.close)
 
 
-def test_redis_urls_use_voucherhook_transport_and_keep_their_scheme(server: RedisServer) -> None:
+def test_redis_urls_use_voucherhook_transport_and_keep_their_scheme(
+    redis_server: RedisServer,
+) -> None:
     redis_transport.install()
-    with Connection(server.url) as connection:
+    with Connection(redis_server.url) as connection:
         assert isinstance(connection.transport, redis_transport.Transport)
-        assert connection.as_uri() == f"redis://:**@127.0.0.1:{server.port}/0"
+        assert connection.as_uri() == f"redis://:**@127.0.0.1:{redis_server.port}/0"
 
 
 def test_an_ack_on_a_dropped_connection_is_a_connection_error(

@@ -7,11 +7,9 @@ import asyncio
 import json
 import random
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
@@ -35,14 +33,6 @@ from tests.unit.recorded import redemption
 
 KEY = SECRET.encode()
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
-
-
-@pytest.fixture
-def webhook_sink() -> Iterator[HttpSink]:
-    sink = HttpSink()
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 def deliver_all(url: str, bodies: list[bytes], concurrency: int = 16) -> list[int]:
@@ -74,10 +64,13 @@ def cli_json(env: dict[str, str], *args: str) -> object:
 
 
 def test_seed_events_give_the_specified_ledger_card_and_notifications(
-    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog, webhook_sink: HttpSink
+    postgres_url: str,
+    redis_url: str,
+    queue: str,
+    pg_log: EventLog,
+    webhook_sink: HttpSink,
+    smtp: SmtpSink,
 ) -> None:
-    smtp = SmtpSink()
-    smtp.start()
     env = worker_env(
         postgres_url, redis_url, queue, SMTP_URL=smtp.url, NOTIFY_WEBHOOK_URL=webhook_sink.url
     )
@@ -101,7 +94,6 @@ def test_seed_events_give_the_specified_ledger_card_and_notifications(
     finally:
         receiver.stop()
         worker.stop()
-        smtp.stop()
 
     assert codes[0] == 202 and reward.status_code == 202
     assert {(row["account"], row["asset"]): row["balance"] for row in ledger} == {  # type: ignore[union-attr]
