@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, select, update
 
 from models.loyalty import CardState
 from models.tables import loyalty_cards, loyalty_movements
@@ -76,11 +76,6 @@ def all_cards(conn: Connection) -> list[CardState]:
     return [
         _state(row) for row in conn.execute(select(loyalty_cards).order_by(loyalty_cards.c.card_id))
     ]
-
-
-def clear(conn: Connection) -> None:
-    conn.execute(delete(loyalty_movements))
-    conn.execute(delete(loyalty_cards))
 
 
 def _state(row: Any) -> CardState:

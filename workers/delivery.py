@@ -28,14 +28,6 @@ class Delivered:
     error: str | None = None
 
 
-def deliver(
-    engine: Engine, senders: Mapping[str, Sender], notification_id: int, policy: RetryPolicy
-) -> tuple[Result, float]:
-    """Send one (see `deliver_all`); answer the result and, for "retry", the countdown."""
-    (done,) = deliver_all(engine, senders, [notification_id], policy)
-    return done.result, done.countdown
-
-
 def deliver_all(
     engine: Engine, senders: Mapping[str, Sender], ids: Sequence[int], policy: RetryPolicy
 ) -> list[Delivered]:

@@ -187,9 +187,7 @@ class Processor:
         for event in group:
             if event.id not in todo:
                 continue
-            job = Job(
-                conn, books, event.id, event.type, event.payload, event.body, now, self._config
-            )
+            job = Job(books, event.id, event.type, event.payload, event.body, now, self._config)
             outcome = self._handlers[name](job)
             jobs.append(job)
             outcomes.append((event.id, outcome.status, outcome.note))

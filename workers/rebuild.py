@@ -100,7 +100,7 @@ def _fold(
         for event in page:
             body = load_json(event.body)
             payload = parse_payload(event.type, body)
-            job = Job(None, books, event.id, event.type, payload, body, now, config)
+            job = Job(books, event.id, event.type, payload, body, now, config)
             for name in event.handlers:
                 if BY_NAME[name](job).status == "held":
                     held[event.id] = job

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from models import eventlog, notification_store, run_store
 from models.routing import handlers_for
-from workers.delivery import deliver
+from workers.delivery import deliver_all
 from workers.processing import Processor, RetryPolicy
 from workers.senders import Sender
 
@@ -77,9 +77,8 @@ def replay(
         if notify:
             with engine.begin() as conn:
                 to_send.extend(notification_store.retry_failed(conn, chunk, datetime.now(UTC)))
-        for notification_id in dict.fromkeys(to_send):
-            result, _ = deliver(engine, senders, notification_id, policy)
-            summary.notifications_sent += result == "sent"
+        sent = deliver_all(engine, senders, list(dict.fromkeys(to_send)), policy)
+        summary.notifications_sent += sum(done.result == "sent" for done in sent)
         _count(engine, chunk, work, summary)
         advance(len(chunk))
     return summary

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import Environment
-from sqlalchemy import Connection
 
 from models.journal import Transaction
 from models.notifications import Message
@@ -45,8 +44,6 @@ class Config:
 class Job:
     """One event for one handler, inside the handler's transaction."""
 
-    conn: Connection | None
-    """The handler's transaction; None when the handler runs on books in memory (rebuild)."""
     books: Books
     event_id: str
     event_type: str
