@@ -163,15 +163,15 @@ def events_with(
         for name in names
     ]
     wanted = or_(*(run.in_(statuses[name]) for name, run in zip(names, runs, strict=True)))
-    first = (
+    query = (
         select(events.c.seq, events.c.id, events.c.type, case((wanted, events.c.body)), *runs)
+        .where(events.c.seq > bindparam("after", 0))  # after the last seq read; seqs start at 1
         .order_by(events.c.seq)
         .limit(page)
     )
-    following = first.where(events.c.seq > bindparam("after", 0))  # after the last seq read
     named: dict[tuple[Any, ...], tuple[str, ...]] = {}  # by the statuses of an event's runs
-    rows = bulk.fetch(conn, first)
-    while rows:
+    after = 0
+    while rows := bulk.fetch(conn, query, after=after):
         found = []
         for row in rows:
             run_statuses = row[4:]
@@ -181,7 +181,7 @@ def events_with(
             if handlers:
                 found.append(EventRuns(row[1], row[2], row[3], handlers))
         yield found
-        rows = bulk.fetch(conn, following, after=rows[-1][0])
+        after = rows[-1][0]
 
 
 def _named(statuses: Mapping[str, tuple[str, ...]], found: tuple[Any, ...]) -> tuple[str, ...]:
