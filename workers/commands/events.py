@@ -9,9 +9,12 @@ from typing import Any
 from models import eventlog, ledger_store, notification_store, run_store
 from models.settings import Settings
 from workers import output
-from workers.commands import CommandError, connect
+from workers.commands import CommandError, connect, notifications
+from workers.output import utc
 
 STATUSES = ("pending", "processed", "failed", "ignored", "quarantined")
+# What `events show` tells of each of the event's notifications.
+NOTIFICATION_FIELDS = ("channel", "recipient", "status", "attempts", "error", "sent_at")
 
 
 def timestamp(text: str) -> datetime:
@@ -154,23 +157,10 @@ def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dic
         ],
         "ledger_transactions": keys,
         "notifications": [
-            {
-                "channel": note.channel,
-                "recipient": note.recipient,
-                "status": note.status,
-                "attempts": note.attempts,
-                "error": note.error,
-                "sent_at": utc(note.sent_at),
-            }
+            {k: v for k, v in notifications.describe(note).items() if k in NOTIFICATION_FIELDS}
             for note in sent
         ],
     }
-
-
-def utc(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 def _short(text: str | None, width: int = 60) -> str | None:

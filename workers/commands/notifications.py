@@ -10,7 +10,7 @@ from models import notification_store
 from models.settings import Settings
 from workers import output
 from workers.commands import CommandError, connect
-from workers.commands.events import utc
+from workers.output import utc
 
 STATUSES = ("pending", "sending", "sent", "failed")
 RELEASED = "released by hand: not received"
