@@ -58,7 +58,8 @@ class SqlBooks:
     _bookings: dict[str, tuple[Transaction, str, datetime]] = field(default_factory=dict)
     _locks: set[str] = field(default_factory=set)
     _notes: dict[str, Redemption] = field(default_factory=dict)
-    _holds: dict[tuple[str, str], None] = field(default_factory=dict)
+    _holds: dict[str, dict[str, None]] = field(default_factory=dict)
+    """Held events by the original they wait for, in the order they were held."""
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
         staged = self._bookings.get(transaction.key)
@@ -72,10 +73,7 @@ class SqlBooks:
 
     def note_redemption(self, note: Redemption) -> list[str]:
         self._notes.setdefault(note.redemption_id, note)
-        released = [held for original, held in self._holds if original == note.redemption_id]
-        for event_id in released:
-            del self._holds[note.redemption_id, event_id]
-        return released
+        return list(self._holds.pop(note.redemption_id, {}))
 
     def redemption_seen(self, redemption_id: str) -> bool:
         if redemption_id in self._notes:
@@ -84,7 +82,7 @@ class SqlBooks:
         return redemption_store.redemption_seen(self.conn, redemption_id)
 
     def hold(self, original_id: str, event_id: str) -> None:
-        self._holds[original_id, event_id] = None
+        self._holds.setdefault(original_id, {})[event_id] = None
 
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
@@ -117,7 +115,10 @@ class SqlBooks:
         for key, verdict in verdicts.items():
             if verdict == "conflict":
                 raise LedgerConflict(bookings[key][0])
-        redemption_store.hold(self.conn, list(self._holds))
+        redemption_store.hold(
+            self.conn,
+            [(original, held) for original, events in self._holds.items() for held in events],
+        )
         self._holds.clear()
         notes, self._notes = self._notes, {}
         self.released.extend(redemption_store.note_redemptions(self.conn, list(notes.values())))
