@@ -10,6 +10,7 @@ Each also checks that its fault really hit the system, so that it cannot pass va
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -63,6 +64,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def under_load(env: dict[str, str], load: Load = LOAD) -> Iterator[tuple[Fleet, Workload]]:
+    """One receiver and one worker (2 pool processes) on `env`, with `load` being sent to
+    them; the fleet's logs are printed if the block fails."""
+    with Fleet(env) as fleet:
+        fleet.receiver()
+        fleet.worker(*WORKER)
+        with Workload(fleet.webhook_urls, load).start() as workload:
+            yield fleet, workload
 
 
 def fault_env(database_url: str, redis_url: str, sinks: Sinks) -> dict[str, str]:
@@ -127,16 +139,14 @@ def test_worker_processes_killed_with_sigkill_repeatedly_lose_and_double_nothing
     postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks
 ) -> None:
     kills: list[Kill] = []
-    with Fleet(fault_env(postgres_url, redis_server.url, sinks)) as fleet:
-        fleet.receiver()
-        fleet.worker(*WORKER)
-        with Workload(fleet.webhook_urls, Load(events=800, rate=40)).start() as workload:
-            for n in range(KILLS):
-                wait_for_progress(db, 10)  # kill only a worker that is working
-                time.sleep(random.uniform(0.2, 1.0))
-                kills.append(kill_a_worker(fleet, db, whole=n % 2 == 0))
-                workload.fault(f"SIGKILL {kills[-1].what}")
-            result = finish(db, workload, sinks)
+    env = fault_env(postgres_url, redis_server.url, sinks)
+    with under_load(env, Load(events=800, rate=40)) as (fleet, workload):
+        for n in range(KILLS):
+            wait_for_progress(db, 10)  # kill only a worker that is working
+            time.sleep(random.uniform(0.2, 1.0))
+            kills.append(kill_a_worker(fleet, db, whole=n % 2 == 0))
+            workload.fault(f"SIGKILL {kills[-1].what}")
+        result = finish(db, workload, sinks)
 
     assert len(kills) == KILLS
     assert all(kill.pending > 0 for kill in kills), f"a kill came after the work: {kills}"
@@ -150,19 +160,17 @@ def test_worker_processes_killed_with_sigkill_repeatedly_lose_and_double_nothing
 def test_redis_restarted_under_load_loses_nothing(
     postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks
 ) -> None:
-    with Fleet(fault_env(postgres_url, redis_server.url, sinks)) as fleet:
-        fleet.receiver()
-        fleet.worker(*WORKER)
-        with Workload(fleet.webhook_urls, LOAD).start() as workload:
-            workload.wait_for_accepted(300)
-            redis_server.stop()
-            workload.fault("Redis stopped (no persistence: its queues are lost)")
-            wait_for(lambda: undispatched(db) > 0, 15, what="events accepted while Redis is down")
-            time.sleep(3)
-            redis_server.start()
-            workload.fault("Redis started again, empty")
-            result = finish(db, workload, sinks)
-            result.assert_ok()  # inside the fleet: its logs are printed if this fails
+    env = fault_env(postgres_url, redis_server.url, sinks)
+    with under_load(env) as (_, workload):
+        workload.wait_for_accepted(300)
+        redis_server.stop()
+        workload.fault("Redis stopped (no persistence: its queues are lost)")
+        wait_for(lambda: undispatched(db) > 0, 15, what="events accepted while Redis is down")
+        time.sleep(3)
+        redis_server.start()
+        workload.fault("Redis started again, empty")
+        result = finish(db, workload, sinks)
+        result.assert_ok()  # inside the fleet: its logs are printed if this fails
 
 
 def test_notifications_waiting_for_their_retry_survive_a_redis_restart(
@@ -174,17 +182,14 @@ def test_notifications_waiting_for_their_retry_survive_a_redis_restart(
     with running_sinks(refuse_emails=40) as sinks:
         env = fault_env(postgres_url, redis_server.url, sinks)
         env.update(VOUCHERHOOK_RETRY_BACKOFF="6", VOUCHERHOOK_RETRY_BACKOFF_MAX="10")
-        with Fleet(env) as fleet:
-            fleet.receiver()
-            fleet.worker(*WORKER)
-            with Workload(fleet.webhook_urls, Load(events=200, rate=40)).start() as workload:
-                wait_for(lambda: sinks.smtp.refused >= 40, 60, what="40 emails refused")
-                workload.fault("SMTP refused 40 emails: their retries wait in Redis")
-                redis_server.stop()
-                time.sleep(2)
-                redis_server.start()
-                workload.fault("Redis restarted empty: the retry messages are lost")
-                result = finish(db, workload, sinks)
+        with under_load(env, Load(events=200, rate=40)) as (_, workload):
+            wait_for(lambda: sinks.smtp.refused >= 40, 60, what="40 emails refused")
+            workload.fault("SMTP refused 40 emails: their retries wait in Redis")
+            redis_server.stop()
+            time.sleep(2)
+            redis_server.start()
+            workload.fault("Redis restarted empty: the retry messages are lost")
+            result = finish(db, workload, sinks)
     result.assert_ok()
     assert sinks.smtp.refused == 40
 
@@ -197,20 +202,18 @@ def test_redis_unreachable_for_a_minute_deliveries_are_accepted_then_swept(
     proxy.start()
     load = Load(events=720, rate=10)
     try:
-        with Fleet(fault_env(postgres_url, f"redis://127.0.0.1:{proxy.port}/0", sinks)) as fleet:
-            fleet.receiver()
-            fleet.worker(*WORKER)
-            with Workload(fleet.webhook_urls, load).start() as workload:
-                workload.wait_for_accepted(50)
-                proxy.cut()
-                workload.fault("Redis unreachable: connections cut, new ones refused")
-                accepted_before = workload.accepted_count()
-                time.sleep(60)
-                accepted_during = workload.accepted_count() - accepted_before
-                left_undispatched = undispatched(db)
-                proxy.restore()
-                workload.fault("Redis reachable again after 60 s")
-                result = finish(db, workload, sinks)
+        env = fault_env(postgres_url, f"redis://127.0.0.1:{proxy.port}/0", sinks)
+        with under_load(env, load) as (_, workload):
+            workload.wait_for_accepted(50)
+            proxy.cut()
+            workload.fault("Redis unreachable: connections cut, new ones refused")
+            accepted_before = workload.accepted_count()
+            time.sleep(60)
+            accepted_during = workload.accepted_count() - accepted_before
+            left_undispatched = undispatched(db)
+            proxy.restore()
+            workload.fault("Redis reachable again after 60 s")
+            result = finish(db, workload, sinks)
     finally:
         proxy.close()
 
@@ -228,18 +231,16 @@ def test_postgres_restarted_under_load_is_503_then_retried_and_nothing_is_lost(
 ) -> None:
     engine = make_engine(postgres_server.url)
     try:
-        with Fleet(fault_env(postgres_server.url, redis_server.url, sinks)) as fleet:
-            fleet.receiver()
-            fleet.worker(*WORKER)
-            with Workload(fleet.webhook_urls, LOAD).start() as workload:
-                workload.wait_for_accepted(300)
-                postgres_server.stop("immediate")
-                workload.fault("PostgreSQL stopped (immediate shutdown, as in a crash)")
-                wait_for(lambda: workload.answers()["503"] >= 10, 30, what="503 answers")
-                time.sleep(3)
-                postgres_server.start()
-                workload.fault("PostgreSQL started again (crash recovery)")
-                result = finish(engine, workload, sinks)
+        env = fault_env(postgres_server.url, redis_server.url, sinks)
+        with under_load(env) as (_, workload):
+            workload.wait_for_accepted(300)
+            postgres_server.stop("immediate")
+            workload.fault("PostgreSQL stopped (immediate shutdown, as in a crash)")
+            wait_for(lambda: workload.answers()["503"] >= 10, 30, what="503 answers")
+            time.sleep(3)
+            postgres_server.start()
+            workload.fault("PostgreSQL started again (crash recovery)")
+            result = finish(engine, workload, sinks)
     finally:
         engine.dispose()
 
@@ -355,13 +356,9 @@ def test_the_checker_sees_a_lost_event_a_double_booking_a_wrong_card_and_a_repea
     postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks
 ) -> None:
     """Without faults everything is right; then each kind of damage is counted, and fails."""
-    with Fleet(fault_env(postgres_url, redis_server.url, sinks)) as fleet:
-        fleet.receiver()
-        fleet.worker(*WORKER)
-        with Workload(fleet.webhook_urls, Load(events=80, rate=80)).start() as workload:
-            clean = check(
-                db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp, report=False
-            )
+    env = fault_env(postgres_url, redis_server.url, sinks)
+    with under_load(env, Load(events=80, rate=80)) as (_, workload):
+        clean = check(db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp, report=False)
     clean.assert_ok()
 
     damage(db, sinks.webhook)
