@@ -52,6 +52,8 @@ events = Table(
     # Outbox: when the event was last handed to the broker (NULL: never).
     Column("dispatched_at", DateTime(timezone=True), nullable=True),
     Column("processed_at", DateTime(timezone=True), nullable=True),
+    # When its personal data was removed (purge, forget-customer); NULL: never.
+    Column("redacted_at", DateTime(timezone=True), nullable=True),
     Index("ix_events_status_seq", "status", "seq"),
     Index("ix_events_type_seq", "type", "seq"),
     Index("ix_events_received_at", "received_at"),
