@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-PAYLOAD = Path("/work/shared/voucherify/redemption.succeeded.json")
+# The CLI's sample, byte for byte the recorded example (tests/fixtures/voucherify/).
+PAYLOAD = Path(__file__).resolve().parents[1] / "workers" / "samples" / "redemption.succeeded.json"
 EVENT_MARK = "@@EVENT_ID@@"
 DELIVERY_MARK = "@@DELIVERY_ID@@"
 REQUEST_TIMEOUT = 15.0

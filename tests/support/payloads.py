@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO.parent / "shared" / "voucherify"
+FIXTURES = REPO / "tests" / "fixtures" / "voucherify"
+"""Voucherify's published examples, kept in the repository (see the README there)."""
 
 REDEMPTION = "redemption.succeeded"
 REWARD_REDEMPTION = "customer.reward_redemptions.completed"
 
 
 def example_path(event_type: str) -> Path:
-    return EXAMPLES / f"{event_type}.json"
+    return FIXTURES / f"{event_type}.json"
 
 
 def example_bytes(event_type: str) -> bytes:

@@ -1,9 +1,9 @@
 """Payloads for the rule tests: the recorded Voucherify examples, and variants built on them.
 
-Everything starts from a file in `shared/voucherify/` (beside the repository, as CI lays it
-out): the seed `redemption.succeeded`, the seed `customer.reward_redemptions.completed`, and
-the stacked structure of the `POST /v1/redemptions` example with its placeholders ("<string>",
-123) replaced by consistent values.
+Everything starts from a file in `tests/fixtures/voucherify/`: the seed `redemption.succeeded`,
+the seed `customer.reward_redemptions.completed`, and the stacked structure of the
+`POST /v1/redemptions` example with its placeholders ("<string>", 123) replaced by consistent
+values.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from __future__ import annotations
 import copy
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-VOUCHERIFY = (REPO / ".." / "shared" / "voucherify").resolve()
+from tests.support.payloads import FIXTURES
 
 REDEMPTION = "redemption.succeeded"
 REWARD_REDEMPTION = "customer.reward_redemptions.completed"
@@ -26,7 +24,7 @@ Json = dict[str, Any]
 
 @cache
 def _load(name: str) -> Json:
-    data: Json = json.loads((VOUCHERIFY / name).read_text())
+    data: Json = json.loads((FIXTURES / name).read_text())
     return data
 
 
