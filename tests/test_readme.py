@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from models.db import make_engine
 from models.tables import events
+from tests.support.checkout import repo_files
 from tests.support.payloads import REPO
 from tests.support.processes import Process
 from tests.support.services import free_port, wait_for
@@ -28,14 +29,9 @@ def readme_command(marker: str) -> str:
 
 
 def fresh_copy(target: Path) -> Path:
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, tracked):
-        source = REPO / name.decode()
-        if source.is_file():
-            (target / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name.decode())
+    for name in repo_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target / name)
     return target
 
 
