@@ -8,12 +8,27 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+POSTGRES_BACKENDS = ("postgresql", "postgres")
+"""`postgres://` is how Heroku-like platforms hand out their URLs; SQLAlchemy knows only
+`postgresql://`."""
+
 
 def engine_url(database_url: str) -> URL:
-    """`postgresql://` means psycopg 3; SQLite stays as it is."""
+    """PostgreSQL (`postgresql://`, `postgres://`, with or without a driver) means psycopg 3;
+    SQLite stays as it is."""
     url = make_url(database_url)
-    if url.drivername in ("postgresql", "postgres"):
+    if url.get_backend_name() in POSTGRES_BACKENDS:
         url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def async_engine_url(database_url: str) -> URL:
+    """The same database for an async engine: asyncpg, or aiosqlite."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if url.get_backend_name() in POSTGRES_BACKENDS:
+        return url.set(drivername="postgresql+asyncpg")
     return url
 
 
@@ -54,15 +69,13 @@ def make_async_engine(
     No pre-ping (a round trip per checkout): the writer retries a statement that failed on a
     connection the server dropped.
     """
-    url = make_url(database_url)
+    url = async_engine_url(database_url)
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(
-            url.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": timeout}
-        )
+        engine = create_async_engine(url, connect_args={"timeout": timeout})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
-        url.set(drivername="postgresql+asyncpg"),
+        url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,

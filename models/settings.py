@@ -67,8 +67,10 @@ class Settings(BaseSettings):
             url = make_url(value)
         except ArgumentError:
             raise ValueError("is not a database URL") from None
-        if url.get_backend_name() not in ("sqlite", "postgresql"):
+        if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("must start with sqlite:/// or postgresql://") from None
+        if url.get_backend_name() == "postgres":  # as Heroku-like platforms hand it out
+            value = "postgresql" + value.removeprefix("postgres")
         return value
 
     @field_validator("redis_url")

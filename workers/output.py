@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 
 def _default(value: object) -> str:
@@ -41,7 +42,9 @@ def print_table(
         numeric = column in ("balance", "points_spent", "events", "attempts", "amount")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*("" if cell is None else _default(cell) for cell in row))
+        # Stored text (event types, errors, account names) comes from payloads: a Text is
+        # shown as it is, never read as rich markup.
+        table.add_row(*(Text("" if cell is None else _default(cell)) for cell in row))
     Console(width=max(Console().width, 120)).print(table)
 
 

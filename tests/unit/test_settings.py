@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from models.db import async_engine_url, engine_url
 from models.settings import ConfigError, load_settings
 
 
@@ -81,3 +82,52 @@ def test_postgres_and_redis_in_production(monkeypatch: pytest.MonkeyPatch) -> No
     settings = load_settings()
     assert not settings.embedded
     assert settings.broker_url == "redis://cache:6379/0"
+
+
+# Heroku-like platforms hand out `postgres://`; SQLAlchemy only knows `postgresql://`.
+STRONG_SECRET = "9c4e1f7a2b6d8035e1f4"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("postgres://app:p%40ss@db:5432/vh", "postgresql://app:p%40ss@db:5432/vh"),
+        ("postgres+psycopg://app@db/vh", "postgresql+psycopg://app@db/vh"),
+        ("postgresql://app@db/vh", "postgresql://app@db/vh"),
+        (
+            "postgresql+psycopg://app@db/vh?sslmode=require",
+            "postgresql+psycopg://app@db/vh?sslmode=require",
+        ),
+        ("sqlite:///postgres.db", "sqlite:///postgres.db"),
+    ],
+)
+def test_database_url_postgres_scheme_is_normalised(
+    monkeypatch: pytest.MonkeyPatch, given: str, kept: str
+) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", STRONG_SECRET)
+    monkeypatch.setenv("DATABASE_URL", given)
+    assert load_settings().database_url == kept
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://app:p%40ss@db:5432/vh",
+        "postgresql://app:p%40ss@db:5432/vh",
+        "postgresql+psycopg://app:p%40ss@db:5432/vh",
+        "postgresql+asyncpg://app:p%40ss@db:5432/vh",
+    ],
+)
+def test_every_postgres_url_gets_psycopg_sync_and_asyncpg_async(url: str) -> None:
+    sync, asynchronous = engine_url(url), async_engine_url(url)
+    assert sync.drivername == "postgresql+psycopg"
+    assert asynchronous.drivername == "postgresql+asyncpg"
+    for made in (sync, asynchronous):
+        assert (made.username, made.password, made.host, made.port) == ("app", "p@ss", "db", 5432)
+        assert made.database == "vh"
+
+
+def test_sqlite_urls_keep_their_file_for_both_engines() -> None:
+    assert engine_url("sqlite:///x.db").drivername == "sqlite"
+    assert async_engine_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert async_engine_url("sqlite:///x.db").database == "x.db"
