@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
-from models.tables import events
+from models.tables import event_counts, events
 from models.upsert import insert
 
 
@@ -183,21 +183,40 @@ def set_statuses(
 
 
 def counts(conn: Connection) -> list[tuple[str | None, str, int]]:
-    """(type, status, count) over the whole log."""
-    stmt = select(events.c.type, events.c.status, func.count()).group_by(
-        events.c.type, events.c.status
+    """(type, status, count) over the whole log, read from the counts the triggers keep: a
+    few rows however long the log is."""
+    total = func.sum(event_counts.c.n)
+    stmt = (
+        select(event_counts.c.type, event_counts.c.status, total)
+        .group_by(event_counts.c.type, event_counts.c.status)
+        .having(total != 0)
     )
-    return [(row[0], row[1], row[2]) for row in conn.execute(stmt)]
+    return [(row[0] or None, row[1], int(row[2])) for row in conn.execute(stmt)]
+
+
+UNDISPATCHED_COUNTED = 10_000
+"""Never-dispatched events are counted up to this many, so a scrape stays cheap in a crisis."""
 
 
 def backlog(conn: Connection, now: datetime) -> tuple[int, int, float]:
-    """(pending events, of which never dispatched, age in seconds of the oldest pending)."""
-    stmt = select(
-        func.count(),
-        func.count().filter(events.c.dispatched_at.is_(None)),
-        func.min(events.c.received_at),
-    ).where(events.c.status == "pending")
-    pending, undispatched, oldest = conn.execute(stmt).one()
+    """(pending events, of which never dispatched (at most UNDISPATCHED_COUNTED), age in
+    seconds of the oldest pending). Bounded: counts from event_counts, a limited scan of the
+    outbox index, and its first row."""
+    pending = conn.execute(
+        select(func.coalesce(func.sum(event_counts.c.n), 0)).where(
+            event_counts.c.status == "pending"
+        )
+    ).scalar_one()
+    waiting = (
+        select(events.c.seq)
+        .where(events.c.status == "pending", events.c.dispatched_at.is_(None))
+        .limit(UNDISPATCHED_COUNTED)
+        .subquery()
+    )
+    undispatched = conn.execute(select(func.count()).select_from(waiting)).scalar_one()
+    oldest = conn.execute(
+        select(func.min(events.c.received_at)).where(events.c.status == "pending")
+    ).scalar_one()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=now.tzinfo)
     age = (now - oldest).total_seconds() if oldest is not None else 0.0

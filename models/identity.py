@@ -1,14 +1,22 @@
 """What a signed delivery is: its event type, its identity and whether it can be processed.
 
-Pure: bytes in, a verdict out. Identity, best first (see docs of Voucherify's webhooks):
-`event.id` of the v2024-01-01 envelope; else the envelope's send-out `id`; else, for a raw
-payload, the event type plus the id of the object inside; else the event type plus a hash of
-the body. A body that is not a JSON object is quarantined under a hash of its bytes.
+Pure: bytes in, a verdict out. Only signed bytes decide: the URL path is not signed, so it can
+confirm a type but never change an identity or re-type an event.
+
+- An envelope (v2024-01-01) names its own type (`event.type`) and identity: `event.id`; else
+  the envelope's send-out `id`; else the type plus the id of the object inside; else a hash.
+  The URL path plays no part.
+- A raw payload (a distribution's "raw payload" option) has no envelope: its kind is read from
+  its shape (`RAW_KINDS`: a rollback holds `redemption_rollback`, a reward redemption holds
+  `reward_redemption`, …) and its identity is that kind plus the object's id. The URL's type
+  must agree with the shape; a body whose shape contradicts the URL, or that has no known
+  shape while the URL names a type with handlers, is quarantined, never booked.
+- A body that is not a JSON object, or a raw payload of no known shape, is identified by a
+  hash of its signed form (the bytes the signature matched), so whitespace, padding or a
+  different URL cannot give one signed delivery a second identity.
 
 Parsing tries orjson first (three times faster than json on a delivery) and leaves every body
 it refuses to json.loads, so what is JSON, and each quarantine reason, is json.loads' verdict.
-Where orjson accepts a body it parses it as json does, except that integers beyond 64 bits
-become floats: identities are strings, so the verdict is the same.
 """
 
 from __future__ import annotations
@@ -28,9 +36,32 @@ Status = Literal["pending", "ignored", "quarantined"]
 MAX_ID_LENGTH = 200
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
-# Raw payloads: the object whose id names the event, most specific first (a rollback payload
-# also carries the original redemption; a reward redemption may carry its source redemption).
-RAW_OBJECT_KEYS = ("redemption_rollback", "reward_redemption", "transaction", "redemption")
+# The kind of a raw payload, by event type: the types that share a kind are the same event
+# delivered two ways (a project event and its distribution look-alike). A type with handlers
+# must be here, so nothing is booked from a raw body whose shape was not checked.
+RAW_KINDS: dict[str, str] = {
+    "redemption.succeeded": "redemption.succeeded",
+    "customer.redemption.succeeded": "redemption.succeeded",
+    "redemption.failed": "redemption.failed",
+    "customer.redemption.failed": "redemption.failed",
+    "redemption.rollback.succeeded": "redemption.rollback.succeeded",
+    "customer.redemption.rollback.succeeded": "redemption.rollback.succeeded",
+    "redemption.rollback.failed": "redemption.rollback.failed",
+    "customer.redemption.rollback.failed": "redemption.rollback.failed",
+    "customer.reward_redemptions.created": "customer.reward_redemptions.created",
+    "customer.reward_redemptions.pending": "customer.reward_redemptions.pending",
+    "customer.reward_redemptions.completed": "customer.reward_redemptions.completed",
+    "customer.reward_redemptions.rolledback": "customer.reward_redemptions.rolledback",
+}
+
+_FAILED = ("FAILURE", "FAILED")
+_REWARD_STATES = {
+    "CREATED": "customer.reward_redemptions.created",
+    "PENDING": "customer.reward_redemptions.pending",
+    "COMPLETED": "customer.reward_redemptions.completed",
+    "ROLLED BACK": "customer.reward_redemptions.rolledback",
+    "ROLLED_BACK": "customer.reward_redemptions.rolledback",
+}
 
 
 @dataclass(frozen=True)
@@ -43,27 +74,68 @@ class Identified:
 
 
 def identify(body: bytes, path_type: str | None = None) -> Identified:
-    """Classify a delivery whose signature was already verified."""
-    if path_type is not None and not EVENT_TYPE.match(path_type):
-        # Kept out of the type column (it may hold anything, NUL included); the reason shows it.
-        return _quarantine(body, None, f"the URL names an invalid event type: {path_type[:200]!a}")
+    """Classify a delivery whose signature was verified over `body` (its signed form)."""
+    claimed = path_type if path_type is not None and EVENT_TYPE.match(path_type) else None
     try:
         payload = _parse(body)
     except (ValueError, RecursionError) as exc:
-        return _quarantine(body, path_type, f"body is not JSON ({_short(exc)})")
+        return _quarantine(_sha(body), claimed, f"body is not JSON ({_short(exc)})")
     if not isinstance(payload, dict):
-        return _quarantine(body, path_type, f"body is JSON but not an object ({_kind(payload)})")
-
+        return _quarantine(
+            _sha(body), claimed, f"body is JSON but not an object ({_kind(payload)})"
+        )
     if _is_envelope(payload):
-        return _from_envelope(payload, body, path_type)
+        return _from_envelope(payload, body)
+    return _from_raw(payload, body, path_type, claimed)
+
+
+def raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """The kind of a raw payload read from its shape, and the id of its object; None when the
+    shape is none of the known ones."""
+    rollback = payload.get("redemption_rollback")
+    if isinstance(rollback, dict) and (object_id := _text(rollback.get("id"))):
+        failed = _failed(rollback)
+        kind = "redemption.rollback.failed" if failed else "redemption.rollback.succeeded"
+        return kind, object_id
+    reward = payload.get("reward_redemption")
+    if isinstance(reward, dict) and (object_id := _text(reward.get("id"))):
+        state = reward.get("state")
+        reward_kind = _REWARD_STATES.get(state) if isinstance(state, str) else None
+        return (reward_kind, object_id) if reward_kind else None
+    redemption = payload.get("redemption")
+    if isinstance(redemption, dict) and (object_id := _text(redemption.get("id"))):
+        kind = "redemption.failed" if _failed(redemption) else "redemption.succeeded"
+        return kind, object_id
+    return None
+
+
+def _from_raw(
+    payload: dict[str, Any], body: bytes, path_type: str | None, claimed: str | None
+) -> Identified:
+    shape = raw_kind(payload)
+    event_id = f"{shape[0]}:{shape[1]}" if shape else _sha(body)
     if path_type is None:
         return _quarantine(
-            body,
+            event_id,
             None,
             "no event type: the body has no envelope and the URL names no type "
             "(send raw payloads to /webhooks/voucherify/{event_type})",
         )
-    return _known(f"{path_type}:{_raw_object_id(payload) or _sha(body)}", path_type)
+    if claimed is None:
+        return _quarantine(
+            event_id, None, f"the URL names an invalid event type: {path_type[:200]!a}"
+        )
+    wanted = RAW_KINDS.get(claimed)
+    if shape is None and wanted is None:
+        return _known(event_id, claimed)  # a type with no known shape: stored, ignored
+    if shape is not None and wanted == shape[0]:
+        return _known(event_id, claimed)
+    found = f"a {shape[0]} payload" if shape else "no payload of a known kind"
+    return _quarantine(
+        event_id,
+        claimed,
+        f"the URL says {claimed} but the body is {found}: check the URL this distribution sends to",
+    )
 
 
 def _parse(body: bytes) -> Any:
@@ -79,21 +151,32 @@ def _is_envelope(payload: dict[str, Any]) -> bool:
     )
 
 
-def _from_envelope(payload: dict[str, Any], body: bytes, path_type: str | None) -> Identified:
+def _from_envelope(payload: dict[str, Any], body: bytes) -> Identified:
     event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
     assert isinstance(event, dict)
+    data = payload["data"]
     # A distribution's top-level `type` is a name the user typed; `event.type` is the real one.
-    event_type = _text(event.get("type")) or path_type or _text(payload.get("type"))
-    if event_type is None or not EVENT_TYPE.match(event_type):
-        return _quarantine(body, None, "the envelope names no valid event type")
+    event_type = _text(event.get("type")) or _text(payload.get("type"))
     delivery_id = _text(payload.get("id"))
     if delivery_id is not None:
         delivery_id = _bounded(delivery_id)  # kept in a column of 255
     event_id = _text(event.get("id")) or delivery_id
+    shape = raw_kind(data)
     if event_id is None:
-        raw_id = _raw_object_id(payload["data"])
-        event_id = f"{event_type}:{raw_id or _sha(body)}"
-    return _known(_bounded(event_id), event_type, delivery_id)
+        event_id = f"{event_type}:{shape[1]}" if shape else _sha(body)
+    if event_type is None or not EVENT_TYPE.match(event_type):
+        return _quarantine(_bounded(event_id), None, "the envelope names no valid event type")
+    wanted = RAW_KINDS.get(event_type)
+    if wanted is not None and (shape is None or shape[0] != wanted):
+        found = f"a {shape[0]} payload" if shape else "no payload of a known kind"
+        return Identified(
+            _bounded(event_id),
+            event_type,
+            "quarantined",
+            delivery_id,
+            f"the envelope says {event_type} but its data is {found}",
+        )
+    return _known(event_id, event_type, delivery_id)
 
 
 def _known(event_id: str, event_type: str, delivery_id: str | None = None) -> Identified:
@@ -101,16 +184,12 @@ def _known(event_id: str, event_type: str, delivery_id: str | None = None) -> Id
     return Identified(_bounded(event_id), event_type, status, delivery_id)
 
 
-def _quarantine(body: bytes, event_type: str | None, reason: str) -> Identified:
-    return Identified(_sha(body), event_type, "quarantined", reason=reason)
+def _quarantine(event_id: str, event_type: str | None, reason: str) -> Identified:
+    return Identified(_bounded(event_id), event_type, "quarantined", reason=reason)
 
 
-def _raw_object_id(data: dict[str, Any]) -> str | None:
-    for key in RAW_OBJECT_KEYS:
-        obj = data.get(key)
-        if isinstance(obj, dict) and (object_id := _text(obj.get("id"))):
-            return object_id
-    return None
+def _failed(obj: dict[str, Any]) -> bool:
+    return obj.get("result") in _FAILED or obj.get("status") in _FAILED
 
 
 def _text(value: object) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -32,13 +32,19 @@ class Settings(BaseSettings):
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
     smtp_url: str | None = Field(None, alias="SMTP_URL")
     notify_webhook_url: str | None = Field(None, alias="NOTIFY_WEBHOOK_URL")
-    max_body_bytes: int = Field(10 * 1024 * 1024, alias="VOUCHERHOOK_MAX_BODY_BYTES", ge=1024)
+    max_body_bytes: int = Field(2 * 1024 * 1024, alias="VOUCHERHOOK_MAX_BODY_BYTES", ge=1024)
+    # Bodies being read before their signature is checked, per web process, all together.
+    preauth_bytes: int = Field(32 * 1024 * 1024, alias="VOUCHERHOOK_PREAUTH_BYTES", ge=1024)
+    max_connections: int = Field(1000, alias="VOUCHERHOOK_MAX_CONNECTIONS", ge=1)
+    admin_token: SecretStr | None = Field(None, alias="VOUCHERHOOK_ADMIN_TOKEN")
     body_timeout: float = Field(8.0, alias="VOUCHERHOOK_BODY_TIMEOUT", gt=0)
     store_timeout: float = Field(8.0, alias="VOUCHERHOOK_STORE_TIMEOUT", gt=0)
     queue: str = Field("voucherhook", alias="VOUCHERHOOK_QUEUE", pattern=r"^[A-Za-z0-9_.\-]+$")
     sweep_interval: float = Field(10.0, alias="VOUCHERHOOK_SWEEP_INTERVAL", gt=0)
     sweep_after: float = Field(30.0, alias="VOUCHERHOOK_SWEEP_AFTER", ge=0)
     redispatch_after: float = Field(300.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
+    # Personal data of events older than this many days is redacted by the workers; 0: kept.
+    retention_days: int = Field(0, alias="VOUCHERHOOK_RETENTION_DAYS")
     worker_concurrency: int = Field(2, alias="VOUCHERHOOK_WORKER_CONCURRENCY", ge=1)
     email_from: str = Field("voucherhook@localhost", alias="VOUCHERHOOK_EMAIL_FROM")
     templates_dir: Path | None = Field(None, alias="VOUCHERHOOK_TEMPLATES_DIR")
@@ -59,6 +65,25 @@ class Settings(BaseSettings):
                 raise ValueError("is empty")
             return parts
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if _weak(value.get_secret_value()):
+            raise ValueError(f"is too easy to guess: {STRONG_HINT}")
+        return value
+
+    @model_validator(mode="after")
+    def _strong_secret_in_production(self) -> Settings:
+        production = not self.embedded or not self.database_url.startswith("sqlite")
+        if production and any(_weak(s.get_secret_value()) for s in self.webhook_secrets):
+            raise ValueError(
+                "VOUCHERIFY_WEBHOOK_SECRET is too easy to guess for a server database or "
+                f"broker: use the secret Voucherify shows ({STRONG_HINT})"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -95,6 +120,16 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a directory")
         return value
 
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention_days(cls, value: object) -> object:
+        text = str(value).strip() or "0"
+        if not text.isdigit():
+            raise ValueError(
+                f"must be a whole number of days, not {value!r} (0 or unset: keep forever)"
+            )
+        return int(text)
+
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
@@ -126,6 +161,20 @@ class Settings(BaseSettings):
         return Path("voucherhook-broker.db")
 
 
+STRONG_HINT = "at least 16 characters, e.g. from `openssl rand -hex 32`"
+_PLACEHOLDERS = {"change-me", "changeme", "secret", "password", "test", "example", "xxx"}
+
+
+def _weak(secret: str) -> bool:
+    """A secret a guess or a README could give away."""
+    return (
+        len(secret) < 16
+        or secret.lower() in _PLACEHOLDERS
+        or len(set(secret)) < 6
+        or any(word in secret.lower() for word in ("change-me", "changeme", "your-secret"))
+    )
+
+
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     if value is None or value == "":
         return None
@@ -152,6 +201,8 @@ def load_settings() -> Settings:
             hint = _MISSING_HINTS.get(name, "set it in the environment")
             raise ConfigError(f"{name} is not set: {hint}") from None
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings: the message names them itself
+            raise ConfigError(message) from None
         raise ConfigError(f"{name} {message}") from None
 
 

@@ -67,6 +67,18 @@ events = Table(
 )
 
 
+# Stored events by type ('' for none) and status, kept by triggers on `events` (migration
+# 0005): a sum over these few rows is the count a scrape reports. `shard` spreads concurrent
+# writers over rows; a count is the sum over its shards.
+event_counts = Table(
+    "event_counts",
+    metadata,
+    Column("type", String(255), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
 # One row per (event, handler) that ran; committed with the handler's effects, so a
 # redelivered task finds it and changes nothing.
 handler_runs = Table(

@@ -21,22 +21,35 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models.eventlog import NewEvent
-from models.identity import identify
+from models.identity import Identified, identify
 from models.settings import Settings
+from receiver.admin import Cached, refusal, state_of
+from receiver.limits import ByteBudget, Throttled
 from receiver.metrics import ReceiverMetrics
 from receiver.outbox import Dispatcher, Publish
-from receiver.signature import HEADER, verify
+from receiver.signature import HEADER, parse_header, signed_form
 from receiver.store import EventWriter, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
-# Headers kept with each event: what helps a person tell where a delivery came from.
-KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for", HEADER)
+# Headers kept with each event: what helps a person tell where a delivery came from. Never
+# the signature: with the body it would be a delivery anyone reading a backup could replay.
+KEPT_HEADERS = ("content-type", "content-length", "user-agent", "x-forwarded-for")
 RETRY_AFTER = "30"
+# Bodies up to this size are verified on the event loop (well under a millisecond); larger
+# ones in a thread, so one large body never holds up the other requests.
+INLINE_BYTES = 64 * 1024
+# A refusal before or instead of reading the body ends the connection: nothing unread is
+# drained, and the client cannot keep a refused connection busy.
+CLOSE = {"Connection": "close"}
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class Busy(Exception):
+    """The bytes allowed for unauthenticated bodies are all in use."""
 
 
 def create_app(
@@ -45,15 +58,23 @@ def create_app(
     writer_engine: AsyncEngine,
     publish: Publish,
     *,
-    broker_check: Callable[[], str] | None = None,
+    probe_engine: Engine | None = None,
+    broker_check: Callable[[], None] | None = None,
 ) -> Starlette:
     """Build the receiver. `writer_engine` stores deliveries from the event loop; `engine`
-    serves the rest (outbox, readiness, metrics) from threads. `publish` hands event ids to
-    the broker; `broker_check` returns its state for /readyz ("ok" or a short reason)."""
+    serves the rest (outbox, metrics) from threads; `probe_engine` (default `engine`) answers
+    /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down."""
     metrics = ReceiverMetrics(engine)
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
     writer = EventWriter(writer_engine, dispatcher.submit)
     secrets = settings.secrets
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    budget = ByteBudget(settings.preauth_bytes)
+    log_unauthorized = Throttled(lambda **fields: log.info("delivery_unauthorized", **fields))
+    probe = probe_engine or engine
+    database_state = Cached(state_of("database", lambda: _ping(probe)))
+    broker_state = Cached(state_of("broker", broker_check)) if broker_check else None
+    scrape = Cached(lambda: generate_latest(metrics.registry))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -67,10 +88,34 @@ def create_app(
         await writer.stop()
         await run_in_threadpool(dispatcher.stop)
 
-    def answer(outcome: str, code: int, **body: Any) -> JSONResponse:
+    def answer(
+        outcome: str, code: int, headers: dict[str, str] | None = None, **body: Any
+    ) -> JSONResponse:
         metrics.deliveries.labels(outcome).inc()
-        headers = {"Retry-After": RETRY_AFTER} if code == 503 else None
+        if code == 503:
+            headers = {**(headers or {}), "Retry-After": RETRY_AFTER}
         return JSONResponse(body, status_code=code, headers=headers)
+
+    def unauthorized(request: Request, reason: str) -> JSONResponse:
+        log_unauthorized(reason=reason, path=request.url.path[:200])
+        return answer(
+            "unauthorized",
+            401,
+            CLOSE,
+            status="rejected",
+            error=f"signature {reason}: {HEADER} must be the HMAC-SHA256 of the body "
+            "under VOUCHERIFY_WEBHOOK_SECRET",
+        )
+
+    def too_large() -> JSONResponse:
+        return answer(
+            "too_large",
+            413,
+            CLOSE,
+            status="rejected",
+            error=f"body larger than {settings.max_body_bytes} bytes "
+            "(raise VOUCHERHOOK_MAX_BODY_BYTES to accept it)",
+        )
 
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
@@ -80,38 +125,46 @@ def create_app(
             metrics.receive_seconds.observe(time.perf_counter() - started)
 
     async def _receive(request: Request) -> Response:
-        path_type: str | None = request.path_params.get("event_type")
+        # Nothing is read before the header could be a signature and the size is allowed.
+        header = request.headers.get(HEADER)
+        given = parse_header(header)
+        if given is None:
+            return unauthorized(request, "missing" if header is None else "malformed")
+        declared = _declared_length(request)
+        if declared is not None and declared > settings.max_body_bytes:
+            return too_large()
+        reader = _BodyReader(budget, settings.max_body_bytes)
         try:
             # A timeout scope, not wait_for: wait_for runs the read in a task of its own.
             async with asyncio.timeout(settings.body_timeout):
-                body = await _read_body(request, settings.max_body_bytes)
+                body = await reader.read(request, declared)
+            if len(body) <= INLINE_BYTES:
+                checked = _check(body, given, secrets, request.path_params)
+            else:
+                checked = await run_in_threadpool(_check, body, given, secrets, request.path_params)
         except BodyTooLarge:
+            return too_large()
+        except Busy:
             return answer(
-                "too_large",
-                413,
-                status="rejected",
-                error=f"body larger than {settings.max_body_bytes} bytes "
-                "(raise VOUCHERHOOK_MAX_BODY_BYTES to accept it)",
+                "busy",
+                503,
+                CLOSE,
+                status="unavailable",
+                error="too many large requests at once; retry later",
             )
         except TimeoutError:
             return answer(
                 "timeout",
                 408,
+                CLOSE,
                 status="rejected",
                 error=f"body not received within {settings.body_timeout:g}s",
             )
-        signature = request.headers.get(HEADER)
-        if not verify(body, signature, secrets):
-            reason = "missing" if signature is None else "does not match"
-            log.info("delivery_unauthorized", reason=reason, path=request.url.path)
-            return answer(
-                "unauthorized",
-                401,
-                status="rejected",
-                error=f"signature {reason}: {HEADER} must be the HMAC-SHA256 of the body "
-                "under VOUCHERIFY_WEBHOOK_SECRET",
-            )
-        verdict = identify(body, path_type)
+        finally:
+            reader.release()
+        if checked is None:
+            return unauthorized(request, "does not match")
+        verdict = checked
         received_at = datetime.now(UTC)
         event = NewEvent(
             id=verdict.event_id,
@@ -155,17 +208,9 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    def _database_state() -> str:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            return f"unavailable: {str(exc).splitlines()[0][:200]}"
-        return "ok"
-
     async def readyz(_request: Request) -> Response:
-        database = await run_in_threadpool(_database_state)
-        broker = await run_in_threadpool(broker_check) if broker_check else "unknown"
+        database = await database_state.get()
+        broker = await broker_state.get() if broker_state else "unknown"
         ready = database == "ok"
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "database": database, "broker": broker},
@@ -173,9 +218,10 @@ def create_app(
             headers=None if ready else {"Retry-After": RETRY_AFTER},
         )
 
-    async def metrics_endpoint(_request: Request) -> Response:
-        payload = await run_in_threadpool(generate_latest, metrics.registry)
-        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+    async def metrics_endpoint(request: Request) -> Response:
+        if (refused := refusal(admin_token, request)) is not None:
+            return refused
+        return Response(await scrape.get(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         routes=[
@@ -192,15 +238,56 @@ def create_app(
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _check(
+    body: bytes, given: bytes, secrets: list[bytes], path_params: dict[str, Any]
+) -> Identified | None:
+    """Verify, then identify by the signed bytes; None when the signature does not match."""
+    signed = signed_form(body, given, secrets)
+    if signed is None:
+        return None
+    return identify(signed, path_params.get("event_type"))
+
+
+def _declared_length(request: Request) -> int | None:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is None or not declared.isdigit() or len(declared) > 18:
+        return None
+    return int(declared)
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+class _BodyReader:
+    """Reads one body within the size limit, holding its bytes against the shared budget
+    (the declared length up front, else chunk by chunk) until `release`."""
+
+    def __init__(self, budget: ByteBudget, limit: int) -> None:
+        self._budget = budget
+        self._limit = limit
+        self._held = 0
+
+    async def read(self, request: Request, declared: int | None) -> bytes:
+        if declared is not None:
+            self._take(declared)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._limit:
+                raise BodyTooLarge
+            if size > self._held:
+                self._take(size - self._held)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _take(self, size: int) -> None:
+        if not self._budget.take(size):
+            raise Busy
+        self._held += size
+
+    def release(self) -> None:
+        self._budget.give(self._held)
+        self._held = 0

@@ -6,9 +6,14 @@ done. Under load many requests share one commit (group commit); alone, a request
 own. Two writers overlap, so one batch is inserted while the previous one commits. How a
 batch is inserted is in receiver.inserts.
 
+The queue is bounded: while the database stalls, a full queue turns new deliveries away at
+once (503, Voucherify retries) instead of holding their bodies, and a request already answered
+503 is dropped from the queue unwritten, so it holds no memory either.
+
 A request waits on a bare future with a timer beside it, not `wait_for(shield(…))`: per request
 that saves a task wrapper and several callbacks, and the event loop is the receiver's
-bottleneck. An expired request leaves its event in the batch: it may still be committed.
+bottleneck. An expired request whose batch is already being written may still be committed:
+its retry then finds it as a duplicate.
 """
 
 from __future__ import annotations
@@ -48,12 +53,13 @@ class EventWriter:
         *,
         max_batch: int = 500,
         writers: int = 2,
+        max_queued: int = 2000,
     ) -> None:
         self._engine = engine
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._writers = writers
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queued)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -76,7 +82,10 @@ class EventWriter:
         """Commit `event`; True when it is new, False when its identity was stored already."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._queue.put_nowait(_Pending(event, future))
+        try:
+            self._queue.put_nowait(_Pending(event, future))
+        except asyncio.QueueFull:
+            raise StoreUnavailable("too many deliveries waiting to be stored") from None
         expiry = loop.call_later(timeout, _expire, future, timeout)
         try:
             return await future
@@ -89,7 +98,10 @@ class EventWriter:
                 batch = [await self._queue.get()]
                 while len(batch) < self._max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._write(inserter, batch)
+                # Requests already answered 503 are not written: their retry will be.
+                batch = [pending for pending in batch if not pending.future.done()]
+                if batch:
+                    await self._write(inserter, batch)
         finally:
             await inserter.close()
 

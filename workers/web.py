@@ -8,7 +8,7 @@ from models.db import make_async_engine, make_engine
 from models.settings import load_settings
 from receiver.app import create_app
 from workers import logs
-from workers.celery_app import broker_state, make_celery, publisher
+from workers.celery_app import check_broker, make_celery, publisher
 
 
 def app_from_env() -> Starlette:
@@ -17,6 +17,8 @@ def app_from_env() -> Starlette:
     logs.configure(settings.log_level, settings.log_format)
     timeout = settings.store_timeout / 2
     engine = make_engine(settings.database_url, pool_size=2, timeout=timeout)
+    # Readiness has a connection of its own: no amount of other work can starve it.
+    probe_engine = make_engine(settings.database_url, pool_size=1, timeout=timeout)
     writer_engine = make_async_engine(settings.database_url, timeout=timeout)
     celery = make_celery(settings, fail_fast=True)
     return create_app(
@@ -24,5 +26,6 @@ def app_from_env() -> Starlette:
         engine,
         writer_engine,
         publisher(celery, settings.queue),
-        broker_check=lambda: broker_state(celery),
+        probe_engine=probe_engine,
+        broker_check=lambda: check_broker(celery),
     )

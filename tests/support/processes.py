@@ -14,6 +14,8 @@ import httpx
 from tests.support.services import free_port, wait_for
 
 SECRET = "whsec_test_secret_0123456789"
+ADMIN_TOKEN = "admin_test_token_5f0c9e2a71d4"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def base_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
@@ -21,6 +23,7 @@ def base_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str
     env.update(
         DATABASE_URL=database_url,
         VOUCHERIFY_WEBHOOK_SECRET=SECRET,
+        VOUCHERHOOK_ADMIN_TOKEN=ADMIN_TOKEN,
         VOUCHERHOOK_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )

@@ -6,8 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 
-from models.identity import identify
-from tests.support.payloads import REDEMPTION, REWARD_REDEMPTION, dumps, envelope, example_bytes
+from models.identity import RAW_KINDS, identify
+from models.routing import HANDLERS
+from tests.support.payloads import (
+    REDEMPTION,
+    REWARD_REDEMPTION,
+    dumps,
+    envelope,
+    example_bytes,
+)
+
+ROLLBACK = "redemption.rollback.succeeded"
 
 
 def test_project_envelope_is_identified_by_its_event_id() -> None:
@@ -57,8 +66,10 @@ def test_raw_rollback_is_identified_by_the_rollback_not_the_original() -> None:
 def test_raw_payload_without_known_object_is_identified_by_a_hash_of_the_body() -> None:
     body = b'{"voucher": {"code": "X"}}'
     verdict = identify(body, "voucher.updated")
-    assert verdict.event_id == "voucher.updated:sha256:" + hashlib.sha256(body).hexdigest()
-    assert verdict.status == "ignored"
+    assert verdict.event_id == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert (verdict.event_type, verdict.status) == ("voucher.updated", "ignored")
+    # The URL is not signed: another URL gives the same identity, so no second row.
+    assert identify(body, "voucher.deleted").event_id == verdict.event_id
 
 
 def test_unknown_event_type_is_ignored_not_refused() -> None:
@@ -89,6 +100,58 @@ def test_invalid_event_type_in_the_url_is_quarantined() -> None:
     verdict = identify(b"{}", "../../etc/passwd")
     assert verdict.status == "quarantined"
     assert verdict.reason and "URL" in verdict.reason
+    assert verdict.event_id == "sha256:" + hashlib.sha256(b"{}").hexdigest()
+
+
+def test_a_raw_rollback_sent_to_the_redemption_url_is_quarantined_under_its_own_identity() -> None:
+    body = example_bytes(ROLLBACK)
+    rightful = identify(body, ROLLBACK)
+    assert (rightful.status, rightful.event_type) == ("pending", ROLLBACK)
+    for path in (REDEMPTION, REWARD_REDEMPTION, "voucher.updated", "a/b", "x1"):
+        verdict = identify(body, path)
+        assert verdict.status == "quarantined", path
+        assert verdict.event_id == rightful.event_id, path
+    retyped = identify(body, REDEMPTION)
+    assert retyped.reason == (
+        "the URL says redemption.succeeded but the body is a redemption.rollback.succeeded "
+        "payload: check the URL this distribution sends to"
+    )
+
+
+def test_a_raw_body_of_no_known_shape_sent_to_a_handled_type_is_quarantined() -> None:
+    verdict = identify(b'{"voucher": {"id": "v_1"}}', REDEMPTION)
+    assert verdict.status == "quarantined"
+    assert verdict.reason and "no payload of a known kind" in verdict.reason
+
+
+def test_a_distribution_look_alike_shares_the_identity_of_its_project_event() -> None:
+    body = example_bytes(REDEMPTION)
+    assert identify(body, "customer.redemption.succeeded").event_id == (
+        identify(body, REDEMPTION).event_id
+    )
+
+
+def test_a_failed_redemption_is_never_a_succeeded_one() -> None:
+    body = example_bytes("redemption.failed")
+    assert identify(body, "redemption.failed").status == "ignored"
+    assert identify(body, REDEMPTION).status == "quarantined"
+
+
+def test_an_envelope_ignores_the_url_entirely() -> None:
+    body = dumps(envelope(REDEMPTION, event_id="evred_7"))
+    verdicts = {identify(body, path) for path in (None, REDEMPTION, ROLLBACK, "x1", "a/b")}
+    assert len(verdicts) == 1
+    assert verdicts.pop().event_type == REDEMPTION
+
+
+def test_an_envelope_whose_data_contradicts_its_type_is_quarantined() -> None:
+    data = json.loads(example_bytes(ROLLBACK))
+    verdict = identify(dumps(envelope(REDEMPTION, data, event_id="evred_8")))
+    assert (verdict.status, verdict.event_id) == ("quarantined", "evred_8")
+
+
+def test_every_type_with_handlers_has_a_raw_shape() -> None:
+    assert set(HANDLERS) <= set(RAW_KINDS)
 
 
 def test_absurdly_long_event_id_is_replaced_by_its_hash() -> None:

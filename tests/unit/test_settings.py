@@ -76,7 +76,7 @@ def test_malformed_setting_is_one_line_naming_it(
 
 
 def test_postgres_and_redis_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", STRONG_SECRET)
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/voucherhook")
     monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
     settings = load_settings()
@@ -131,3 +131,35 @@ def test_sqlite_urls_keep_their_file_for_both_engines() -> None:
     assert engine_url("sqlite:///x.db").drivername == "sqlite"
     assert async_engine_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
     assert async_engine_url("sqlite:///x.db").database == "x.db"
+
+
+@pytest.mark.parametrize("weak", ["change-me", "secret", "short-one", "aaaaaaaaaaaaaaaaaaaa"])
+@pytest.mark.parametrize(
+    "production",
+    [{"REDIS_URL": "redis://cache:6379/0"}, {"DATABASE_URL": "postgresql://app@db/vh"}],
+)
+def test_a_guessable_webhook_secret_is_refused_in_production(
+    monkeypatch: pytest.MonkeyPatch, weak: str, production: dict[str, str]
+) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", f"{STRONG_SECRET},{weak}")
+    for name, value in production.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith("VOUCHERIFY_WEBHOOK_SECRET is too easy to guess")
+
+
+def test_the_embedded_default_accepts_a_trial_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "change-me")
+    assert load_settings().embedded
+
+
+def test_admin_token_must_be_hard_to_guess(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", STRONG_SECRET)
+    monkeypatch.setenv("VOUCHERHOOK_ADMIN_TOKEN", "admin")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith("VOUCHERHOOK_ADMIN_TOKEN is too easy to guess")
+    monkeypatch.setenv("VOUCHERHOOK_ADMIN_TOKEN", STRONG_SECRET)
+    token = load_settings().admin_token
+    assert token is not None and token.get_secret_value() == STRONG_SECRET

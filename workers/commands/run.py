@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,6 +50,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     prepare_database(settings)
+    if settings.admin_token is None and settings.embedded:
+        # The embedded default is for trying it out: metrics work at once, with a token of
+        # this run's (the web processes read it from the environment).
+        token = secrets.token_urlsafe(24)
+        os.environ["VOUCHERHOOK_ADMIN_TOKEN"] = token
+        host = args.host or settings.host
+        port = args.port or settings.port
+        print(
+            "voucherhook: admin token for this run (set VOUCHERHOOK_ADMIN_TOKEN to choose one):\n"
+            f"    curl -H 'Authorization: Bearer {token}' http://{host}:{port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
     with_worker = settings.embedded if args.with_worker is None else args.with_worker
     worker = _WorkerChild() if with_worker else None
     if worker:
@@ -60,6 +75,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port or settings.port,
             workers=args.workers,
             log_config=None,
+            # Beyond this many connections and requests at once, uvicorn answers 503.
+            limit_concurrency=settings.max_connections,
             timeout_graceful_shutdown=10,
         )
     finally:
