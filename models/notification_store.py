@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select, update
 
 from models.many import insert_many
 from models.notifications import Message
+from models.redaction import REDACTED
 from models.tables import notifications
 
 
@@ -78,12 +79,14 @@ def mark_failed(
 
 
 def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[int]:
-    """Put failed deliveries of these events back to `pending` (a replay asked to notify)."""
+    """Put failed deliveries of these events back to `pending` (a replay asked to notify);
+    redacted ones (purge, forget-customer) have nothing left to send and stay as they are."""
     ids = list(
         conn.scalars(
             select(notifications.c.seq)
             .where(notifications.c.event_id.in_(event_ids))
             .where(notifications.c.status.in_(("failed", "pending")))
+            .where(notifications.c.body != REDACTED)
         )
     )
     if ids:
