@@ -21,6 +21,7 @@ from workers.commands.notifications import (
 )
 from workers.commands.rebuild import cmd_rebuild
 from workers.commands.replay import cmd_replay
+from workers.commands.retention import before_date, cmd_forget_customer, cmd_purge, customer_id
 from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
 from workers.commands.send import cmd_send, sample_name
 
@@ -124,6 +125,41 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = sub.add_parser("rebuild", help="fold the event log again into ledger and cards")
     rebuild.add_argument("--json", action="store_true", help="JSON for scripts")
     rebuild.set_defaults(command=cmd_rebuild)
+
+    purge = sub.add_parser(
+        "purge",
+        help="redact personal data of processed and ignored events received before a date",
+        description="Replace the raw bodies of processed and ignored events received before "
+        "DATE by redacted copies (no names, emails, phones, addresses, metadata; ids, amounts "
+        "and times kept, so the books do not change), clear their client headers and address, "
+        "and redact the text and addresses of their sent or failed notifications. Pending, "
+        "failed and quarantined events are left alone.",
+    )
+    purge.add_argument(
+        "--before",
+        type=before_date,
+        required=True,
+        metavar="DATE",
+        help="received before this ISO 8601 date or time (UTC unless it says)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would change only")
+    purge.add_argument("--json", action="store_true", help="JSON for scripts")
+    purge.set_defaults(command=cmd_purge)
+
+    forget = sub.add_parser(
+        "forget-customer",
+        help="erase one customer's personal data from every event and notification",
+        description="An erasure request: redact every stored event whose body names the "
+        "customer, whatever its status (a body that is not JSON is replaced whole), and their "
+        "notifications (one not sent yet is cancelled). Ids, amounts and times are kept, so "
+        "the books do not change; loyalty cards hold only ids and stay.",
+    )
+    forget.add_argument(
+        "customer_id", type=customer_id, metavar="CUSTOMER_ID", help="the Voucherify id (cust_…)"
+    )
+    forget.add_argument("--dry-run", action="store_true", help="list what would change only")
+    forget.add_argument("--json", action="store_true", help="JSON for scripts")
+    forget.set_defaults(command=cmd_forget_customer)
 
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     ledger_sub = ledger.add_subparsers(required=True, metavar="WHAT")

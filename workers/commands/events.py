@@ -101,6 +101,7 @@ def cmd_events_show(args: argparse.Namespace, settings: Settings) -> int:
                 "remote_addr",
                 "dispatched_at",
                 "processed_at",
+                "redacted_at",
             )
         ]
     )
@@ -142,6 +143,7 @@ def describe(row: Any, runs: list[Any], sent: list[Any], keys: list[str]) -> dic
         "remote_addr": row.remote_addr,
         "dispatched_at": utc(row.dispatched_at),
         "processed_at": utc(row.processed_at),
+        "redacted_at": utc(row.redacted_at),
         "headers": dict(row.headers or {}),
         "body": bytes(row.body).decode("utf-8", "replace"),
         "handlers": [
