@@ -13,6 +13,7 @@ from models.settings import Settings
 from receiver.outbox import Periodic, sweep
 from workers import tasks
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
+from workers.retention import RETENTION_EVERY, AtMostEvery, purge_expired
 from workers.runtime import Runtime
 
 
@@ -44,6 +45,14 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
         Periodic("outbox-sweep", settings.sweep_interval, sweep_events),
         Periodic("notification-sweep", settings.sweep_interval, sweep_notifications),
     ]
+    if settings.retention_days:
+        # The rolling window: personal data older than VOUCHERHOOK_RETENTION_DAYS is redacted,
+        # at most once an hour, on a thread of its own so that a long purge never holds up
+        # the sweeps (every worker does it; rows another worker is redacting are skipped).
+        purge_window = AtMostEvery(
+            RETENTION_EVERY, lambda: purge_expired(engine, settings.retention_days)
+        )
+        sweepers.append(Periodic("retention-purge", settings.sweep_interval, purge_window))
 
     @worker_ready.connect(weak=False)
     def _start_sweepers(**_: object) -> None:
