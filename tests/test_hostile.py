@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from models import schema
 from models.db import make_engine
 from models.tables import events
-from receiver.signature import HEADER, sign
+from receiver.signature import HEADER, compact, sign
 from tests.conftest import EventLog
 from tests.support import hostile, services
 from tests.support.hostile import KEY, SUCCESS_STATUSES, WEBHOOK_PATH, Delivery
@@ -139,6 +139,27 @@ def test_fuzz_invalid_signatures_store_nothing(
     else:
         grew = EventLog(fuzz.engine).count() - before
         assert grew == (1 if response.status_code == 202 else 0), response.text
+
+
+@settings(FUZZ_SETTINGS, max_examples=300)
+@given(data=st.data(), content=hostile.envelopes() | hostile.raw_payloads())
+def test_fuzz_a_captured_delivery_reposted_any_way_makes_no_second_row(
+    fuzz: FuzzTarget, data: st.DataObject, content: bytes
+) -> None:
+    """Whatever path, whitespace or padding a signed delivery is re-posted with, it is the
+    same event: one row, and every repeat a duplicate of it."""
+    body = compact(content)
+    signature = sign(body, KEY).encode()
+    first = fuzz.deliver(Delivery(data.draw(hostile.event_type_paths()), body, {HEADER: signature}))
+    assert first.status_code in (200, 202), first.text
+    event_id = first.json()["event_id"]
+    before = EventLog(fuzz.engine).count()
+    for _ in range(3):
+        path = data.draw(hostile.event_type_paths())
+        again = fuzz.deliver(Delivery(path, data.draw(hostile.respaced(body)), {HEADER: signature}))
+        assert again.status_code == 200, again.text
+        assert again.json() == {"status": "duplicate", "event_id": event_id}
+    assert EventLog(fuzz.engine).count() == before
 
 
 def test_after_the_fuzz_only_signed_bodies_are_stored_and_the_receiver_answers(
@@ -478,9 +499,8 @@ def test_a_slow_client_gets_408_and_others_are_served_meanwhile(
         with socket.create_connection(("127.0.0.1", receiver.port), timeout=15) as sock:
             sock.sendall(
                 b"POST /webhooks/voucherify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
-                b"Content-Type: application/json\r\n"
+                b"Content-Type: application/json\r\n" + f"{HEADER}: {'0' * 64}\r\n\r\n".encode()
                 # A signature of the right shape: only then is the body read at all.
-                + f"{HEADER}: {'0' * 64}\r\n\r\n".encode()
             )
             started = time.monotonic()
             sock.setblocking(False)

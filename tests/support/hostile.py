@@ -130,11 +130,43 @@ def jsonish(draw: st.DrawFn) -> bytes:
     return body
 
 
+@st.composite
+def pathological(draw: st.DrawFn) -> bytes:
+    """What makes a backtracking scanner slow: a string that never closes, full of escaped
+    quotes, quotes or backslashes, or runs of whitespace and brackets."""
+    unit = draw(st.sampled_from([b'\\"', b'"', b"\\", b'"\\', b" \t", b"[", b'{"a":']))
+    return b'"' + unit * draw(st.integers(1, 50_000)) + draw(st.binary(max_size=4))
+
+
+@st.composite
+def respaced(draw: st.DrawFn, body: bytes) -> bytes:
+    """`body` (compact JSON) with JSON whitespace added between its tokens or around it,
+    strings untouched: the same signed content, other bytes."""
+    spaces = st.sampled_from([b" ", b"\n", b"\t", b"\r\n", b"  " * 50])
+    out = bytearray(draw(spaces) if draw(st.booleans()) else b"")
+    in_string = escaped = False
+    for byte in body:
+        out.append(byte)
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b",:[]{}" and draw(st.integers(0, 3)) == 0:
+            out += draw(spaces)
+    return bytes(out) + (draw(spaces) if draw(st.booleans()) else b"")
+
+
 bodies = (
     st.binary(max_size=600)
     | jsonish()
     | envelopes()
     | raw_payloads()
+    | pathological()
     | st.sampled_from(
         [b"", b"{}", b"[]", b"null", b" \n", b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00"]
     )
