@@ -9,12 +9,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from models import notification_store
+from models import notification_store, schema
+from models.db import make_engine
 from models.eventlog import NewEvent, insert_new
 from models.identity import identify
 from models.redaction import REDACTED, REDACTED_BODY, is_redacted
@@ -22,7 +24,7 @@ from models.tables import events, metadata, notifications
 from tests.conftest import EventLog
 from tests.support.payloads import FIXTURES, dumps
 from tests.support.processes import base_env
-from tests.support.processing import balances, make_processor
+from tests.support.processing import balances, count, make_processor
 from tests.test_operations import (
     cli,
     event_log,
@@ -520,3 +522,30 @@ def test_a_wrong_argument_is_one_line_saying_what_to_give(
     result = cli(base_env(postgres_url, None), *args)
 
     assert says in one_line_error(result)
+
+
+def test_purge_and_forget_customer_on_the_embedded_sqlite_file(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'voucherhook.db'}")
+    schema.upgrade(engine)
+    try:
+        ids = [put(engine, t, dumps(data)) for t, data in event_log(1, tag="lite")]
+        waiting = recorded.redemption("r_lite_waiting", order_id="ord_lite_waiting")
+        odd = put(engine, None, f"id={JANE}".encode())
+        process(engine, ids)
+        finish_notifications(engine, keep_pending=-1)
+        pending = put(engine, REDEMPTION, dumps(waiting))
+        kept = books(engine)
+
+        purged = purge(engine, CUTOFF)
+        forgotten = forget_customer(engine, JANE)
+
+        assert (purged.events, purged.notifications) == (len(ids), count(engine, notifications))
+        assert purged.left_alone == {"pending": 1, "quarantined": 1}
+        actions = {event.id: event.action for event in forgotten.changed}
+        assert actions == {pending: "redacted", odd: "replaced"}
+        assert books(engine) == kept
+        assert rebuild(engine, Config("USD", environment(None), False, None)).written == 0
+        for personal in (*JANE_STRINGS, *JOHN_STRINGS):
+            assert found_in(engine, personal) == [], personal
+    finally:
+        engine.dispose()
