@@ -101,7 +101,7 @@ def fill(url: str, have: int, want: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for first in range(have + 1, want + 1, CHUNK):
             last = min(first + CHUNK - 1, want)
-            conn.execute(FILL, {"first": first, "last": last, "top": want})  # type: ignore[arg-type]
+            conn.execute(FILL, {"first": first, "last": last, "top": want})
         conn.execute("ANALYZE events")
 
 
