@@ -23,8 +23,9 @@ from models.redaction import REDACTED, REDACTED_BODY, is_redacted
 from models.tables import events, metadata, notifications
 from tests.conftest import EventLog
 from tests.support.payloads import FIXTURES, dumps
-from tests.support.processes import base_env
+from tests.support.processes import Worker, base_env, worker_env
 from tests.support.processing import balances, count, make_processor
+from tests.support.services import wait_for
 from tests.test_operations import (
     cli,
     event_log,
@@ -549,3 +550,26 @@ def test_purge_and_forget_customer_on_the_embedded_sqlite_file(tmp_path: Path) -
             assert found_in(engine, personal) == [], personal
     finally:
         engine.dispose()
+
+
+def test_a_worker_applies_voucherhook_retention_days(
+    log: Log, postgres_url: str, redis_url: str, queue: str
+) -> None:
+    env = worker_env(postgres_url, redis_url, queue, VOUCHERHOOK_RETENTION_DAYS="30")
+    with log.engine.begin() as conn:
+        today = update(events).where(events.c.id == log.recent)
+        conn.execute(today.values(received_at=datetime.now(UTC)))
+    worker = Worker(env, "--pool", "solo")
+    try:
+        wait_for(
+            lambda: row(log.engine, log.ignored)["redacted_at"] is not None,
+            60,
+            what=f"the worker's retention purge\n{worker.output()}",
+        )
+    finally:
+        worker.stop()
+
+    assert found_in(log.engine, "Jack Webhook") == []
+    assert row(log.engine, log.recent)["redacted_at"] is None
+    # The books are still what the (partly redacted) log folds to.
+    assert rebuild(log.engine, Config("USD", environment(None), False, None)).written == 0
