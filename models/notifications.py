@@ -1,21 +1,32 @@
 """Which notifications an event gives, and what they say: pure, over the payload models.
 
 Templates are Jinja2; the environment (and so where templates come from) is passed in by the
-caller. Email goes to the customer when they have an address; the operations webhook gets a
-Slack-compatible `{"text": …}` for every notified event. A stack notifies once, through its
-parent (which carries the stack's whole discount); its children notify nothing.
+caller. Email goes to the customer when they have exactly one plain address; the operations
+webhook gets a Slack-compatible `{"text": …}` for every notified event, with the payload's text
+escaped so that it cannot mention, link or format. A stack notifies once, through its parent
+(which carries the stack's whole discount); its children notify nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import getaddresses
 from typing import Any, Literal
 
 from jinja2 import Environment
 
-from models.payloads import Payload, RedemptionSucceeded, RewardRedemptionCompleted
+from models.payloads import Customer, Payload, RedemptionSucceeded, RewardRedemptionCompleted
 
 Channel = Literal["email", "webhook"]
+
+WEBHOOK_RECIPIENT = "NOTIFY_WEBHOOK_URL"
+"""The recipient of every webhook delivery: the setting whose URL the sender posts to at send
+time. The URL is a credential (a Slack incoming webhook) and is never stored."""
+
+NOT_ONE_ADDRESS = (
+    "no email: the customer's email is not one plain address (several, a display name or a "
+    "line break); correct it in Voucherify"
+)
 
 # ISO 4217 currencies without minor units; every other is shown with two decimals.
 ZERO_DECIMAL = frozenset(
@@ -95,17 +106,64 @@ def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] 
     return None
 
 
-def email_address(payload: Payload) -> str | None:
-    if isinstance(payload, RewardRedemptionCompleted):
-        people = (payload.holder, payload.customer)
-    elif isinstance(payload, RedemptionSucceeded):
-        people = (payload.customer, payload.holder)
-    else:
+def plain_address(text: str) -> str | None:
+    """`text` (trimmed) when it is exactly one plain address, `local@domain`; else None.
+
+    Anything that could make one delivery reach more people, or somebody else, is refused:
+    several addresses, a display name (`Name <a@x.io>`), a comment, quotes, a line break, a
+    comma or a semicolon, more than one @, an empty local or domain part.
+    """
+    candidate = text.strip()
+    if not candidate or any(not ch.isprintable() or ch.isspace() for ch in candidate):
+        return None  # line breaks, tabs, spaces and other control characters
+    if any(ch in _NOT_IN_A_PLAIN_ADDRESS for ch in candidate) or candidate.count("@") != 1:
         return None
-    for person in people:
-        if person is not None and person.email and "@" in person.email:
-            return person.email
+    local, _, domain = candidate.partition("@")
+    if not local or not domain or ".." in domain or domain.startswith(".") or domain.endswith("."):
+        return None
+    found = getaddresses([candidate])
+    if found != [("", candidate)]:
+        return None
+    return candidate
+
+
+_NOT_IN_A_PLAIN_ADDRESS = frozenset(',;<>()[]:"\\')
+
+
+def _people(payload: Payload) -> tuple[Customer | None, ...]:
+    if isinstance(payload, RewardRedemptionCompleted):
+        return (payload.holder, payload.customer)
+    if isinstance(payload, RedemptionSucceeded):
+        return (payload.customer, payload.holder)
+    return ()
+
+
+def email_address(payload: Payload) -> str | None:
+    """The address to email about `payload`: the first of its people's that is one plain
+    address (see `plain_address`); None when none is."""
+    for person in _people(payload):
+        if person is not None and person.email:
+            address = plain_address(person.email)
+            if address is not None:
+                return address
     return None
+
+
+def email_refused(payload: Payload) -> str | None:
+    """Why nobody is emailed although the payload gives an email; None when an address is
+    used, or none was given, or the event notifies nobody. The address itself is not repeated."""
+    if isinstance(payload, RedemptionSucceeded) and payload.role == "child":
+        return None  # a stack notifies through its parent
+    given = any(person is not None and person.email for person in _people(payload))
+    if given and email_address(payload) is None:
+        return NOT_ONE_ADDRESS
+    return None
+
+
+def slack_escape(text: str) -> str:
+    """Text shown as it is in a Slack message: `&`, `<` and `>` as Slack documents them, so
+    that `<!channel>`, `<@U123>` or `<http://x|click>` in a payload mention and link nobody."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def messages(
@@ -115,9 +173,10 @@ def messages(
     *,
     currency: str,
     email: bool,
-    webhook_url: str | None,
+    webhook: bool,
 ) -> list[Message]:
-    """The messages of one event, rendered; empty when it notifies nothing."""
+    """The messages of one event, rendered; empty when it notifies nothing. The webhook's
+    recipient is `WEBHOOK_RECIPIENT`, and its template is given Slack-escaped text."""
     values = context(event_type, payload, currency)
     if values is None:
         return []
@@ -134,13 +193,14 @@ def messages(
                 source_id,
             )
         )
-    if webhook_url:
+    if webhook:
+        escaped = {k: slack_escape(v) if isinstance(v, str) else v for k, v in values.items()}
         found.append(
             Message(
                 "webhook",
-                webhook_url,
+                WEBHOOK_RECIPIENT,
                 "",
-                _render(env, f"webhook/{event_type}.j2", values).strip(),
+                _render(env, f"webhook/{event_type}.j2", escaped).strip(),
                 source_id,
             )
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, update
 
+from models.notifications import WEBHOOK_RECIPIENT
 from models.tables import (
     events,
     handler_runs,
@@ -18,7 +19,6 @@ from models.tables import (
     notifications,
 )
 from tests.support.processing import (
-    WEBHOOK_URL,
     balances,
     card,
     count,
@@ -83,7 +83,10 @@ def test_the_seed_redemption_emails_the_customer_and_tells_operations(
     db: Engine, seed_redemption: str
 ) -> None:
     found = sorted((n.channel, n.recipient, n.status) for n in planned(db, seed_redemption))
-    assert found == [("email", "jane@jane.io", "pending"), ("webhook", WEBHOOK_URL, "pending")]
+    assert found == [
+        ("email", "jane@jane.io", "pending"),
+        ("webhook", WEBHOOK_RECIPIENT, "pending"),
+    ]
 
 
 def test_the_seed_reward_redemption_moves_100_points_from_the_card_to_the_reward(
@@ -108,7 +111,7 @@ def test_the_seed_reward_redemption_tells_operations_but_emails_nobody_without_a
     db: Engine, seed_reward: str
 ) -> None:
     assert [(n.channel, n.recipient) for n in planned(db, seed_reward)] == [
-        ("webhook", WEBHOOK_URL)
+        ("webhook", WEBHOOK_RECIPIENT)
     ]
 
 
@@ -209,7 +212,7 @@ def test_one_redemption_delivered_raw_and_in_an_envelope_is_notified_once(db: En
     process(db, enveloped)
 
     sent = [(n.channel, n.recipient) for n in planned(db, raw) + planned(db, enveloped)]
-    assert sorted(sent) == [("email", "jane@jane.io"), ("webhook", WEBHOOK_URL)]
+    assert sorted(sent) == [("email", "jane@jane.io"), ("webhook", WEBHOOK_RECIPIENT)]
 
 
 # Stacks --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from models import notification_store
 from workers.processing import RetryPolicy
-from workers.senders import Sender
+from workers.senders import Sender, Undeliverable
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,9 @@ def _send(senders: Mapping[str, Sender], row: Any, policy: RetryPolicy) -> Deliv
             raise LookupError(f"channel {row.channel} is not configured")
         sender.send(row.recipient, row.subject, row.body, f"{row.source_id}:{row.channel}")
     except Exception as exc:
+        # A sender's errors name neither the recipient nor the webhook's URL.
         error = f"{type(exc).__name__}: {exc}"[:1000]
+        final = final or isinstance(exc, Undeliverable)
         log.warning(
             "notification_failed",
             notification=row.seq,

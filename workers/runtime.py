@@ -59,5 +59,5 @@ class Runtime:
         if self.settings.smtp_url:
             senders["email"] = EmailSender(self.settings.smtp_url, self.settings.email_from)
         if self.settings.notify_webhook_url:
-            senders["webhook"] = WebhookSender()
+            senders["webhook"] = WebhookSender(self.settings.notify_webhook_url)
         return senders

@@ -1,20 +1,65 @@
-"""Notification channels: email over SMTP, and an outbound webhook with httpx."""
+"""Notification channels: email over SMTP, and an outbound webhook with httpx.
+
+A failed send raises `SendError`, whose message is stored on the delivery and logged: it names
+the SMTP code or the HTTP status and what to check, never a recipient's address nor the
+webhook's URL (a credential).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from models.notifications import WEBHOOK_RECIPIENT, plain_address
+
 
 class Sender(Protocol):
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
         """Deliver one message; raise on failure. `key` identifies it across retries."""
+
+
+class SendError(Exception):
+    """A send failed; the message says why without naming the recipient."""
+
+
+class Undeliverable(SendError):
+    """Retrying cannot help: the delivery fails for good at once."""
+
+
+def message_id(key: str, domain: str = "voucherhook") -> str:
+    """The Message-ID of the email whose idempotency key is `key`: the same on every attempt,
+    in every process, so that mail systems drop a rare double send."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def _domain(sender: str) -> str:
+    """The domain of the sender's address, for Message-IDs; `voucherhook` when it has none
+    that is a plain host name."""
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    return domain if re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain) else "voucherhook"
+
+
+_ADDRESS = re.compile(r'<?[^\s<>@,;:()"]+@[^\s<>@,;:()"]+>?')
+WITHHELD = "(address withheld)"
+
+
+def _redact(text: str | bytes, *known: str) -> str:
+    """An SMTP server's message without the addresses in it (servers quote the one refused)."""
+    shown = _ADDRESS.sub(
+        WITHHELD, text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    )
+    for value in known:
+        if value:
+            shown = shown.replace(value, WITHHELD)
+    return shown.strip()
 
 
 class EmailSender:
@@ -26,16 +71,50 @@ class EmailSender:
         self._user = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._sender = sender
+        self._domain = _domain(sender)
         self._timeout = timeout
 
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
+        address = plain_address(recipient)
+        if address is None:
+            raise Undeliverable(
+                "not sent: the recipient is not one plain address (several, a display name or a "
+                "line break); correct the customer's email in Voucherify"
+            )
         message = EmailMessage()
         message["From"] = self._sender
-        message["To"] = recipient
+        message["To"] = address
         message["Subject"] = subject
         # The same Message-ID on every attempt lets mail systems drop a rare double send.
-        message["Message-ID"] = make_msgid(idstring=key.replace(":", "."), domain="voucherhook")
+        message["Message-ID"] = message_id(key, self._domain)
         message.set_content(body)
+        try:
+            self._deliver(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            answers = "; ".join(
+                f"{code} {_redact(text, address)}" for code, text in exc.recipients.values()
+            )
+            raise SendError(
+                f"the SMTP server refused the recipient ({answers}): check the customer's email "
+                "in Voucherify"
+            ) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise SendError(
+                f"the SMTP server refused the sender ({exc.smtp_code} "
+                f"{_redact(exc.smtp_error, address, self._sender)}): check VOUCHERHOOK_EMAIL_FROM"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            raise SendError(
+                f"the SMTP server answered {exc.smtp_code} "
+                f"{_redact(exc.smtp_error, address, self._sender)}: check SMTP_URL and the server"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise SendError(
+                f"the SMTP server could not be reached ({type(exc).__name__}: "
+                f"{_redact(str(exc), address, self._sender)}): check SMTP_URL and the server"
+            ) from None
+
+    def _deliver(self, message: EmailMessage) -> None:
         smtp: smtplib.SMTP
         if self._tls:
             smtp = smtplib.SMTP_SSL(
@@ -52,11 +131,36 @@ class EmailSender:
 
 
 class WebhookSender:
-    def __init__(self, client: httpx.Client | None = None) -> None:
+    """Posts to the URL it is given (NOTIFY_WEBHOOK_URL, read from the settings), whatever the
+    URL was when the delivery was planned: a rotated URL serves pending deliveries too."""
+
+    def __init__(self, url: str, client: httpx.Client | None = None) -> None:
+        self._url = url
         self._client = client or httpx.Client(timeout=10.0)
 
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
-        response = self._client.post(
-            recipient, json={"text": body}, headers={"Idempotency-Key": key}
-        )
-        response.raise_for_status()
+        if recipient != WEBHOOK_RECIPIENT:
+            raise Undeliverable(
+                f"not sent: a webhook delivery's recipient must be {WEBHOOK_RECIPIENT}; run "
+                "`voucherhook migrate`, which rewrites deliveries planned before"
+            )
+        try:
+            response = self._client.post(
+                self._url, json={"text": body}, headers={"Idempotency-Key": key}
+            )
+        except httpx.HTTPError as exc:
+            raise SendError(
+                f"the operations webhook could not be reached ({type(exc).__name__}: "
+                f"{self._redact(str(exc))}): check {WEBHOOK_RECIPIENT} and the network"
+            ) from None
+        if not response.is_success:
+            raise SendError(
+                f"the operations webhook answered {response.status_code} "
+                f"{response.reason_phrase}: check {WEBHOOK_RECIPIENT}"
+            )
+
+    def _redact(self, text: str) -> str:
+        for shown in (self._url, str(httpx.URL(self._url)), urlsplit(self._url).path):
+            if shown and shown != "/":
+                text = text.replace(shown, WEBHOOK_RECIPIENT)
+        return text

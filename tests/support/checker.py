@@ -42,7 +42,7 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.notifications import context, email_address
+from models.notifications import WEBHOOK_RECIPIENT, context, email_address
 from models.payloads import (
     parse_payload,
     parse_redemption,
@@ -55,6 +55,7 @@ from models.tables import events, ledger_conflicts, ledger_postings, ledger_tran
 from models.tables import notifications as notifications_table
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
+from workers.senders import message_id
 
 REPORT_ENV = "VOUCHERHOOK_RELIABILITY_REPORT"
 Key = tuple[str, str, str]
@@ -117,7 +118,7 @@ def _notifications(event: Event, currency: str, webhook_url: str | None, email: 
     if values is None:
         return set()
     source = values.get("reward_redemption_id") or values["redemption_id"]
-    planned = {(source, "webhook", webhook_url)} if webhook_url else set()
+    planned = {(source, "webhook", WEBHOOK_RECIPIENT)} if webhook_url else set()
     address = email_address(payload) if email else None
     return planned | ({(source, "email", address)} if address else set())
 
@@ -215,7 +216,7 @@ def check(
     settling = time.monotonic()
     quiet = _settle(engine, len(workload.accepted_ids()), timeout)
     settled = time.monotonic() - settling
-    received = _received(webhook_sink, smtp_sink)
+    received = _received(webhook_sink, smtp_sink, expected.notifications)
     with engine.connect() as conn:
         result = _compare(conn, workload, expected, received, quiet, settled)
     if report:
@@ -258,20 +259,31 @@ def _progress(engine: Engine) -> tuple[int, int, dict[str, int]]:
         return int(stored), int(pending or 0), {status: int(n) for status, n in by_status}
 
 
-def _received(webhook: HttpSink | None, smtp: SmtpSink | None) -> Counter[Key]:
+def _received(
+    webhook: HttpSink | None, smtp: SmtpSink | None, planned: AbstractSet[Key]
+) -> Counter[Key]:
     """Every notification that arrived, as many times as it arrived."""
     got: Counter[Key] = Counter()
     if webhook is not None:
         for key, count in list(webhook.keys.items()):
             source, _, channel = key.rpartition(":")
-            got[(source, channel, webhook.url)] += count
+            got[(source, channel, WEBHOOK_RECIPIENT)] += count
     if smtp is not None:
+        # Message-ID: <HASH@domain>, HASH from the key SOURCE:email; one not planned keeps it
+        by_hash = {
+            _local(message_id(f"{source}:{channel}")): source
+            for source, channel, _ in planned
+            if channel == "email"
+        }
         for message in list(smtp.messages):
-            # Message-ID: <time.pid.random.SOURCE.email@voucherhook>, from the key SOURCE:email
-            local = str(message["Message-ID"]).strip("<>").partition("@")[0]
-            source, channel = local.split(".")[-2:]
-            got[(source, channel, str(message["To"]))] += 1
+            local = _local(str(message["Message-ID"]))
+            got[(by_hash.get(local, local), "email", str(message["To"]))] += 1
     return got
+
+
+def _local(header: str) -> str:
+    """The part of a Message-ID before its @."""
+    return header.strip().strip("<>").partition("@")[0]
 
 
 def _compare(

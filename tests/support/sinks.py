@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
@@ -20,12 +20,15 @@ from tests.support.services import free_port
 
 
 class SmtpSink:
-    """aiosmtpd on a free port; refuses the first `refuse` messages with a 451."""
+    """aiosmtpd on a free port; refuses the first `refuse` messages with a 451 (they are kept
+    in `.refused_messages`), and the recipients in `refuse_to` with a 550 that quotes them."""
 
-    def __init__(self, refuse: int = 0) -> None:
+    def __init__(self, refuse: int = 0, refuse_to: Collection[str] = ()) -> None:
         self.messages: list[Message] = []
         self.refused = 0
+        self.refused_messages: list[Message] = []
         self._refuse = refuse
+        self._refuse_to = frozenset(refuse_to)
         self._lock = threading.Lock()
         self.port = free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -34,12 +37,21 @@ class SmtpSink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self._refuse_to:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
+            assert isinstance(envelope.content, bytes)
             if self.refused < self._refuse:
                 self.refused += 1
+                self.refused_messages.append(message_from_bytes(envelope.content))
                 return "451 4.3.0 try again later"
-            assert isinstance(envelope.content, bytes)
             self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -51,9 +63,10 @@ class SmtpSink:
 
 
 class HttpSink:
-    """A threaded HTTP server that records every JSON body POSTed to it."""
+    """A threaded HTTP server that records every JSON body POSTed to it, and answers
+    `status`."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.requests: list[dict[str, Any]] = []
         self.keys: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -66,7 +79,7 @@ class HttpSink:
                 with sink._lock:
                     sink.requests.append(body)
                     sink.keys[self.headers.get("idempotency-key", "")] += 1
-                self.send_response(200)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *_args: object) -> None:

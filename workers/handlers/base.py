@@ -38,6 +38,8 @@ class Config:
     templates: Environment
     email: bool
     webhook_url: str | None
+    """Set: the operations webhook is on. Deliveries name NOTIFY_WEBHOOK_URL, never the URL,
+    which the sender reads from the settings when it sends."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ what it would say is about them.
 
 from __future__ import annotations
 
-from models.notifications import messages
+from models.notifications import email_refused, messages
 from models.redaction import is_redacted
 from workers.handlers.base import Job, Outcome
 
@@ -26,7 +26,11 @@ def handle(job: Job) -> Outcome:
         job.payload,
         currency=config.currency,
         email=config.email,
-        webhook_url=config.webhook_url,
+        webhook=config.webhook_url is not None,
     )
     job.messages.extend(planned)
-    return Outcome(note=f"{len(planned)} notification(s)" if planned else "nothing to notify")
+    note = f"{len(planned)} notification(s)" if planned else "nothing to notify"
+    refused = email_refused(job.payload) if config.email else None
+    if refused and not any(message.channel == "email" for message in planned):
+        note = f"{note}; {refused}"
+    return Outcome(note=note)
