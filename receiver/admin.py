@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.errors import first_line
 from receiver.limits import Throttled
 
 log = structlog.get_logger(__name__)
@@ -85,7 +86,7 @@ def state_of(name: str, check: Callable[[], None]) -> Callable[[], str]:
         try:
             check()
         except Exception as exc:
-            throttled(part=name, error=str(exc).splitlines()[0][:300] if str(exc) else repr(exc))
+            throttled(part=name, error=first_line(exc))
             return "unavailable"
         return "ok"
 

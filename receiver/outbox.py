@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import Engine
 
 from models import eventlog
+from receiver.errors import first_line
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +65,7 @@ class Dispatcher:
                 self._publish(ids[start : start + BATCH])
             except Exception as exc:
                 # Left to the sweep on purpose: it publishes them once the broker is back.
-                log.warning("dispatch_failed", error=str(exc).splitlines()[0], events=len(ids))
+                log.warning("dispatch_failed", error=first_line(exc), events=len(ids))
                 return ids[start:]
         return []
 
@@ -95,7 +96,7 @@ class Dispatcher:
                         eventlog.unmark_dispatched(conn, unpublished)
                 except Exception as exc:
                     # Still stamped: the sweep's VOUCHERHOOK_REDISPATCH_AFTER path takes them.
-                    log.warning("unmark_failed", error=str(exc).splitlines()[0])
+                    log.warning("unmark_failed", error=first_line(exc))
             if stopping:
                 return
 
@@ -156,7 +157,7 @@ class Periodic:
             try:
                 count = self._step()
             except Exception as exc:
-                log.warning("periodic_failed", job=self._name, error=str(exc).splitlines()[0])
+                log.warning("periodic_failed", job=self._name, error=first_line(exc))
                 continue
             if count:
                 log.info("periodic_done", job=self._name, count=count)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.eventlog import NewEvent
+from receiver.errors import first_line
 from receiver.inserts import Inserter, inserter_for
 
 log = structlog.get_logger(__name__)
@@ -118,7 +119,7 @@ class EventWriter:
                 for pending in batch:
                     await self._write(inserter, [pending])
                 return
-            log.warning("store_failed", error=str(exc).splitlines()[0], events=len(unique))
+            log.warning("store_failed", error=first_line(exc), events=len(unique))
             failure = StoreUnavailable(type(exc).__name__)
             for pending in batch:
                 if not pending.future.done():

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from models.db import make_async_engine, make_engine
 from models.eventlog import NewEvent
 from models.tables import events
-from receiver.store import EventWriter
+from receiver.store import EventWriter, StoreUnavailable
 
 
 def event(event_id: str) -> NewEvent:
@@ -124,3 +124,51 @@ def test_a_row_the_database_refuses_fails_alone_not_its_batch(postgres_url: str)
     assert isinstance(results[15], StoreUnavailable)
     assert results[:15] + results[16:] == [True] * 30
     assert len(stored_ids(postgres_url, [e.id for e in good])) == 30
+
+
+def test_during_a_database_stall_the_queue_is_bounded_and_expired_requests_are_dropped(
+    postgres_url: str,
+) -> None:
+    """The database stops answering: the writers' batches hang, the queue fills to its bound,
+    and every request past it is refused at once (503) instead of holding its body. Requests
+    answered 503 while queued are not written when the database answers again; the writer
+    then stores new deliveries as before."""
+    from urllib.parse import urlsplit
+
+    from tests.support.services import StallingProxy
+
+    target = urlsplit(postgres_url)
+    proxy = StallingProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy.start()
+    via_proxy = postgres_url.replace(target.netloc, f"postgres@127.0.0.1:{proxy.port}")
+    ids = [f"evt_{uuid.uuid4().hex}" for _ in range(100)]
+
+    async def scenario() -> tuple[list[BaseException | bool], bool]:
+        writer = EventWriter(
+            make_async_engine(via_proxy, timeout=3), lambda _ids: None, max_batch=10, max_queued=40
+        )
+        await writer.start()
+        try:
+            assert await writer.store(event(f"evt_{uuid.uuid4().hex}"), 10)  # connections open
+            proxy.stall()
+            outcomes = await asyncio.gather(
+                *(writer.store(event(i), 1) for i in ids), return_exceptions=True
+            )
+            proxy.resume()
+            await asyncio.sleep(6)  # the hung batches time out; the queue drains
+            after = await writer.store(event(f"evt_{uuid.uuid4().hex}"), 10)
+        finally:
+            await writer.stop()
+        return outcomes, after
+
+    try:
+        outcomes, after = asyncio.run(scenario())
+    finally:
+        proxy.close()
+
+    refused_at_once = [o for o in outcomes if "too many deliveries waiting" in str(o)]
+    assert len(refused_at_once) >= 40, outcomes
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    # At most what the two writers had in hand when the database stalled may have committed.
+    assert len(stored_ids(postgres_url, ids)) <= 20
+    assert after is True
