@@ -602,7 +602,9 @@ def shown(engine: Engine, postgres_url: str, redis_url: str) -> dict[str, Any]:
     command run once on them (at once: they only read)."""
     EventLog(engine).clear()
     bad = recorded.redemption("r_shown_bad", order_id="ord_shown_bad")
-    bad["redemption"]["result"] = "FAILURE"  # a failed redemption in a redemption.succeeded
+    # A child of a stack that names neither voucher nor tier: the ledger cannot book it.
+    bad["voucher"] = bad["promotion_tier"] = None
+    bad["redemption"]["redemption"] = "r_shown_parent"
     ids = store_all(
         engine,
         [
@@ -687,7 +689,7 @@ def test_events_show_json_of_a_failed_event_has_its_error_and_traceback(
 ) -> None:
     event = json.loads(shown["out"]["show failed json"])
     assert event["status"] == "failed"
-    assert "a failed redemption in a redemption.succeeded" in event["error"]
+    assert "names a parent, but the redemption names neither a voucher nor a" in event["error"]
     assert {h["handler"] for h in event["handlers"]} == {"ledger", "loyalty", "notifications"}
     for handler in event["handlers"]:
         assert handler["status"] == "failed"
