@@ -296,6 +296,17 @@ def reopen(conn: Connection, ids: Sequence[str]) -> None:
         )
 
 
+def retype(conn: Connection, event_id: str, event_type: str, status: str) -> bool:
+    """Give a quarantined event the type a person chose; False when it is not quarantined
+    (any more). Left undispatched, so the sweep hands it to the workers."""
+    done = conn.execute(
+        update(events)
+        .where(events.c.id == event_id, events.c.status == "quarantined")
+        .values(type=event_type, status=status, error=None, dispatched_at=None)
+    )
+    return done.rowcount == 1
+
+
 def ids_in_order(conn: Connection, ids: Sequence[str]) -> list[str]:
     """These event ids in receipt order."""
     return list(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from tests.support.processes import (
     Receiver,
     Worker,
     base_env,
+    voucherhook,
     worker_env,
 )
 from tests.support.services import wait_for
@@ -383,3 +385,41 @@ def test_counts_in_metrics_match_the_stored_events(receiver: Receiver, event_log
     for event_type, status, count in stored:
         line = f'voucherhook_events{{status="{status}",type="{event_type or ""}"}} {count}.0'
         assert line in text, (line, text)
+
+
+def test_a_delivery_quarantined_for_its_url_is_booked_once_retyped_by_an_operator(
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog
+) -> None:
+    env = worker_env(postgres_url, redis_url, queue)
+    receiver, worker = Receiver(env, "--no-worker"), Worker(env)
+    try:
+        body = example_bytes(REDEMPTION)
+        sent = post(f"{receiver.webhook_url}/{REWARD_REDEMPTION}", body, sign(body, KEY))
+        assert sent.json()["status"] == "quarantined", sent.text
+        event_id = sent.json()["event_id"]
+
+        def retype(event_type: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                voucherhook("events", "retype", event_id, event_type),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        wrong = retype(ROLLBACK)
+        right = retype(REDEMPTION)
+        again = retype(REDEMPTION)
+        wait_for(lambda: pg_log.statuses().get(event_id) == "processed", 60, what="processed")
+    finally:
+        worker.stop()
+        receiver.stop()
+
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith(f"voucherhook: event {event_id} cannot be {ROLLBACK}: ")
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.startswith(f"event {event_id} is now {REDEMPTION}, pending")
+    assert again.returncode == 1
+    assert "is processed, not quarantined" in again.stderr or "is pending" in again.stderr
+    with pg_log.engine.connect() as conn:
+        assert set(conn.scalars(select(ledger_transactions.c.event_id))) == {event_id}

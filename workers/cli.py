@@ -12,7 +12,13 @@ from models import schema
 from models.settings import ConfigError, Settings, load_settings
 from workers import logs, sample_events
 from workers.commands import CommandError
-from workers.commands.events import STATUSES, cmd_events_list, cmd_events_show, timestamp
+from workers.commands.events import (
+    STATUSES,
+    cmd_events_list,
+    cmd_events_retype,
+    cmd_events_show,
+    timestamp,
+)
 from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
 from workers.commands.notifications import STATUSES as NOTIFICATION_STATUSES
 from workers.commands.notifications import (
@@ -87,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("event_id", metavar="ID", help="an id from `events list`")
     show.add_argument("--json", action="store_true", help="JSON for scripts")
     show.set_defaults(command=cmd_events_show)
+    retype = events_sub.add_parser(
+        "retype",
+        help="give a quarantined raw delivery the type its URL should have named",
+        description="A raw payload (no envelope) sent to a URL naming another type than its "
+        "body's shape is quarantined, never booked. Once the distribution's URL is corrected, "
+        "give the deliveries it already sent their type: the body must have that type's shape, "
+        "and the event keeps its identity.",
+    )
+    retype.add_argument("event_id", metavar="ID", help="a quarantined event's id")
+    retype.add_argument("event_type", metavar="TYPE", help="e.g. redemption.rollback.succeeded")
+    retype.set_defaults(command=cmd_events_retype)
 
     notes = sub.add_parser("notifications", help="emails and webhooks, across events")
     notes_sub = notes.add_subparsers(required=True, metavar="WHAT")

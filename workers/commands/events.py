@@ -1,4 +1,4 @@
-"""`voucherhook events list|show`: what arrived, what happened to it, and why."""
+"""`voucherhook events list|show|retype`: what arrived, what happened to it, and why."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models import eventlog, ledger_store, notification_store, run_store
+from models.identity import identify
 from models.settings import Settings
 from workers import output
 from workers.commands import CommandError, connect, notifications
@@ -169,3 +170,30 @@ def _short(text: str | None, width: int = 60) -> str | None:
     if text is None or len(text) <= width:
         return text
     return text[: width - 1] + "…"
+
+
+def cmd_events_retype(args: argparse.Namespace, settings: Settings) -> int:
+    """A raw delivery quarantined because its URL named the wrong type (a distribution
+    misconfigured): give it the right one, if its body has that type's shape."""
+    engine = connect(settings)
+    with engine.begin() as conn:
+        row = eventlog.get(conn, args.event_id)
+        if row is None:
+            raise CommandError(f"no event {args.event_id!r}: take an id from `events list`")
+        if row.status != "quarantined":
+            raise CommandError(
+                f"event {row.id} is {row.status}, not quarantined: only a quarantined event "
+                "can be given another type"
+            )
+        verdict = identify(bytes(row.body), args.event_type)
+        if verdict.status == "quarantined" or verdict.event_id != row.id:
+            reason = verdict.reason or f"its identity would be {verdict.event_id}, not {row.id}"
+            raise CommandError(f"event {row.id} cannot be {args.event_type}: {reason}")
+        assert verdict.event_type is not None
+        if not eventlog.retype(conn, row.id, verdict.event_type, verdict.status):
+            raise CommandError(f"event {row.id} changed meanwhile: look at it again")
+    print(
+        f"event {row.id} is now {verdict.event_type}, {verdict.status}"
+        + ("; the workers take it within a minute" if verdict.status == "pending" else "")
+    )
+    return 0
