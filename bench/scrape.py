@@ -1,7 +1,8 @@
 """Benchmark: what a `/metrics` scrape costs as the event log grows (docs/performance.md, "cost
 against the size of the log").
 
-1. A fresh PostgreSQL database (127.0.0.1:5432, user postgres, trust), migrated.
+1. A fresh PostgreSQL database (bench.receiver's: 127.0.0.1:5432, user postgres, trust),
+   migrated.
 2. A real `voucherhook serve --no-worker` on it, with an admin token.
 3. The log filled to each size in turn (10k, 100k, 1M; `--sizes` to choose, e.g. up to 10M
    when disk and time allow) with one `INSERT … SELECT generate_series` per 200,000 rows: five
@@ -37,8 +38,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.receiver import postgres_database
+
 ROOT = Path(__file__).resolve().parents[1]
-PG_SERVER = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 CHUNK = 200_000
 
@@ -59,18 +61,6 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS n
 
 
 GROUP_BY = "SELECT type, status, count(*) FROM events GROUP BY type, status"
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    name = f"vh_bench_scrape_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as a:
-            a.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -140,7 +130,7 @@ def main() -> None:
     print(f"# bench.scrape  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
           f"{os.cpu_count()} cores")  # fmt: skip
     print(f"{'events':>10} {'fill s':>7} {'scrape ms':>10} {'ratio':>6} {'GROUP BY ms':>12}")
-    with database() as url:
+    with postgres_database(f"vh_bench_scrape_{secrets.token_hex(4)}") as url:
         env = {
             **os.environ,
             "DATABASE_URL": url,
