@@ -1,44 +1,59 @@
-"""Create or upgrade the schema with Alembic, and tell whether it is current."""
+"""Create or upgrade the schema with Alembic, and tell whether it is current.
+
+Telling needs no Alembic: the newest revision is read from the migration files' headers and
+the database's from its `alembic_version` table, so a read-only command starts without
+importing Alembic; only `upgrade` does.
+"""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r'^(down_revision|revision) = (?:"([^"]*)"|None)$', re.M)
 
 
 class SchemaError(Exception):
     """The database schema is missing or older than this code."""
 
 
-def _config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
+@cache
 def head() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    """The revision no other revision builds on."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((name, value or None) for name, value in _REVISION.findall(path.read_text()))
+        if found.get("revision"):
+            revisions[found["revision"]] = found.get("down_revision")
+    built_on = set(revisions.values())
+    heads = [revision for revision in revisions if revision not in built_on]
+    if len(heads) != 1:
+        raise SchemaError(f"the migrations have {len(heads)} heads, not one: {sorted(heads)}")
+    return heads[0]
 
 
 def current(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str | None]:
-    """Bring the schema to the newest revision; return (before, after)."""
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to `revision` (the newest by default); return (before, after)."""
+    from alembic import command
+    from alembic.config import Config
+
     before = current(engine)
-    config = _config()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
     return before, current(engine)
 
 

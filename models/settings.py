@@ -26,7 +26,10 @@ class Settings(BaseSettings):
 
     database_url: str = Field("sqlite:///voucherhook.db", alias="DATABASE_URL")
     redis_url: str | None = Field(None, alias="REDIS_URL")
-    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(alias="VOUCHERIFY_WEBHOOK_SECRET")
+    # Needed by the receiver and `send` only (load_settings(require_secret=True)).
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, alias="VOUCHERIFY_WEBHOOK_SECRET"
+    )
     currency: str = Field("USD", alias="VOUCHERHOOK_CURRENCY")
     host: str = Field("127.0.0.1", alias="VOUCHERHOOK_HOST")
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
@@ -189,10 +192,11 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     return value
 
 
-def load_settings() -> Settings:
-    """Read the environment; raise ConfigError with one readable line on the first problem."""
+def load_settings(*, require_secret: bool = True) -> Settings:
+    """Read the environment; raise ConfigError with one readable line on the first problem.
+    `require_secret`: VOUCHERIFY_WEBHOOK_SECRET must be set (the receiver, `send`)."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "configuration"
@@ -204,6 +208,10 @@ def load_settings() -> Settings:
         if not error["loc"]:  # a rule across settings: the message names them itself
             raise ConfigError(message) from None
         raise ConfigError(f"{name} {message}") from None
+    if require_secret and not settings.webhook_secrets:
+        hint = _MISSING_HINTS["VOUCHERIFY_WEBHOOK_SECRET"]
+        raise ConfigError(f"VOUCHERIFY_WEBHOOK_SECRET is not set: {hint}")
+    return settings
 
 
 _ALIASES = {name: str(field.alias) for name, field in Settings.model_fields.items() if field.alias}

@@ -28,8 +28,6 @@ metadata = MetaData(
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT for a log.
 Seq = BigInteger().with_variant(Integer(), "sqlite")
 
-EVENT_STATUSES = ("pending", "processed", "failed", "ignored", "quarantined")
-
 events = Table(
     "events",
     metadata,
@@ -38,6 +36,7 @@ events = Table(
     # The event's identity (see models.identity): the key of deduplication.
     Column("id", String(255), nullable=False, unique=True),
     Column("type", String(255), nullable=True),
+    # One of models.statuses.EVENT_STATUSES.
     Column("status", String(16), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     # Exactly the bytes that arrived; the signature was verified over them.

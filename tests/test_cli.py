@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from sqlalchemy import inspect
 
@@ -83,3 +84,52 @@ def test_send_to_nowhere_is_one_clear_line() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(f"voucherhook: could not POST to {url}: ")
     assert result.stderr.count("\n") == 1
+
+
+HEAVY = ("sqlalchemy", "alembic", "celery", "kombu", "starlette", "uvicorn", "pydantic", "rich")
+
+
+def imported_by(args: list[str], env: dict[str, str]) -> tuple[set[str], str]:
+    """The top-level packages a real `voucherhook ARGS` run imports (python -X importtime)."""
+    result = subprocess.run(
+        [*voucherhook()[:-2], "-X", "importtime", *voucherhook()[-2:], *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    names = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return names, result.stdout
+
+
+def test_help_and_version_import_no_framework() -> None:
+    env = base_env("sqlite:///unused.db", None)
+    for args in (["--help"], ["--version"], ["events", "--help"]):
+        names, out = imported_by(args, env)
+        assert out.startswith(("usage: voucherhook", "voucherhook ")), out
+        assert not names & set(HEAVY), (args, names & set(HEAVY))
+
+
+def test_read_only_commands_need_no_secret_and_events_list_imports_no_celery(
+    tmp_path: Path,
+) -> None:
+    env = base_env(f"sqlite:///{tmp_path / 'voucherhook.db'}", None)
+    assert run(["migrate"], env).returncode == 0
+    del env["VOUCHERIFY_WEBHOOK_SECRET"]
+    for args in (
+        ["events", "list"],
+        ["ledger", "balances"],
+        ["loyalty", "v_none"],
+        ["notifications", "list"],
+        ["events", "show", "nothing"],
+    ):
+        result = run(args, env)
+        assert "VOUCHERIFY_WEBHOOK_SECRET" not in result.stderr, (args, result.stderr)
+        assert result.returncode in (0, 1), (args, result.stderr)
+    names, out = imported_by(["events", "list"], env)
+    assert out == "no events match\n"
+    assert not names & {"celery", "kombu", "alembic", "starlette", "uvicorn"}, names

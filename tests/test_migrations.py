@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from models import schema
@@ -33,10 +34,14 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 def migrate_to(engine: Engine, revision: str) -> None:
-    config = schema._config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    schema.upgrade(engine, revision)
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    assert schema.head() == script.get_current_head()
 
 
 def test_the_migrations_give_the_schema_the_code_declares(empty_engine: Engine) -> None:

@@ -1,46 +1,42 @@
-"""The `voucherhook` command line: the parser, and one line for any failure."""
+"""The `voucherhook` command line: the parser, and one line for any failure.
+
+Building the parser imports the standard library only, so `--help` and `--version` answer at
+once; a command is named "module:function" and imported once the arguments are parsed, so
+each loads only what it uses (`events list` no Celery, Alembic or Starlette)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from models import schema
-from models.settings import ConfigError, Settings, load_settings
-from workers import logs, sample_events
-from workers.commands import CommandError
-from workers.commands.events import (
-    STATUSES,
-    cmd_events_list,
-    cmd_events_retype,
-    cmd_events_show,
-    timestamp,
-)
-from workers.commands.inspect import cmd_ledger_balances, cmd_loyalty
-from workers.commands.notifications import STATUSES as NOTIFICATION_STATUSES
-from workers.commands.notifications import (
-    cmd_notifications_list,
-    cmd_notifications_release,
-)
-from workers.commands.rebuild import cmd_rebuild
-from workers.commands.replay import cmd_replay
-from workers.commands.retention import before_date, cmd_forget_customer, cmd_purge, customer_id
-from workers.commands.run import cmd_migrate, cmd_serve, cmd_worker
-from workers.commands.send import cmd_send, sample_name
+from models.statuses import EVENT_STATUSES, NOTIFICATION_STATUSES
+from workers import sample_events
+from workers.arguments import customer_id, positive, sample_name, timestamp
+
+if TYPE_CHECKING:
+    from models.settings import Settings
+
+Command = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    # Only now, and only what the chosen command needs: --help never gets here.
+    from models.schema import SchemaError
+    from models.settings import ConfigError, load_settings
+    from workers import logs
+    from workers.commands import CommandError
+
     try:
-        settings = load_settings()
+        settings = load_settings(require_secret=args.needs_secret)
         logs.configure(settings.log_level, settings.log_format)
-        command: Callable[[argparse.Namespace, Settings], int] = args.command
-        return command(args, settings)
-    except (ConfigError, CommandError, schema.SchemaError) as exc:
+        return _command(args.command)(args, settings)
+    except (ConfigError, CommandError, SchemaError) as exc:
         print(f"voucherhook: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
@@ -49,8 +45,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _command(name: str) -> Command:
+    """ "module:function" imported: each command loads its own dependencies."""
+    module, _, function = name.partition(":")
+    found: Command = getattr(importlib.import_module(f"workers.commands.{module}"), function)
+    return found
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("voucherhook")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="voucherhook", description="Voucherify webhook receiver and workers.")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    # Only the receiver and `send` sign or verify: the other commands run without the secret.
+    parser.set_defaults(needs_secret=False)
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the receiver (and, embedded, a worker beside it)")
@@ -68,31 +81,31 @@ def _parser() -> argparse.ArgumentParser:
     beside.add_argument(
         "--no-worker", dest="with_worker", action="store_false", help="run the receiver only"
     )
-    serve.set_defaults(command=cmd_serve)
+    serve.set_defaults(command="run:cmd_serve", needs_secret=True)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument(
         "--concurrency", type=int, help="processes (VOUCHERHOOK_WORKER_CONCURRENCY)"
     )
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"], help="Celery pool")
-    worker.set_defaults(command=cmd_worker)
+    worker.set_defaults(command="run:cmd_worker")
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.set_defaults(command=cmd_migrate)
+    migrate.set_defaults(command="run:cmd_migrate")
 
     events = sub.add_parser("events", help="stored events")
     events_sub = events.add_subparsers(required=True, metavar="WHAT")
     listing = events_sub.add_parser("list", help="events, newest first")
     listing.add_argument("--type", help="only this event type")
-    listing.add_argument("--status", choices=STATUSES, help="only this status")
+    listing.add_argument("--status", choices=EVENT_STATUSES, help="only this status")
     listing.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
-    listing.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
+    listing.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
-    listing.set_defaults(command=cmd_events_list)
+    listing.set_defaults(command="events:cmd_events_list")
     show = events_sub.add_parser("show", help="one event: body, handlers, errors")
     show.add_argument("event_id", metavar="ID", help="an id from `events list`")
     show.add_argument("--json", action="store_true", help="JSON for scripts")
-    show.set_defaults(command=cmd_events_show)
+    show.set_defaults(command="events:cmd_events_show")
     retype = events_sub.add_parser(
         "retype",
         help="give a quarantined raw delivery the type its URL should have named",
@@ -103,16 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     retype.add_argument("event_id", metavar="ID", help="a quarantined event's id")
     retype.add_argument("event_type", metavar="TYPE", help="e.g. redemption.rollback.succeeded")
-    retype.set_defaults(command=cmd_events_retype)
+    retype.set_defaults(command="events:cmd_events_retype")
 
     notes = sub.add_parser("notifications", help="emails and webhooks, across events")
     notes_sub = notes.add_subparsers(required=True, metavar="WHAT")
     notes_list = notes_sub.add_parser("list", help="deliveries, newest first")
     notes_list.add_argument("--status", choices=NOTIFICATION_STATUSES, help="only this status")
     notes_list.add_argument("--event-id", metavar="ID", help="only this event's")
-    notes_list.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
+    notes_list.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
     notes_list.add_argument("--json", action="store_true", help="JSON for scripts")
-    notes_list.set_defaults(command=cmd_notifications_list)
+    notes_list.set_defaults(command="notifications:cmd_notifications_list")
     release = notes_sub.add_parser(
         "release",
         help="mark deliveries left `sending` (a worker died mid-send) failed, to re-send them",
@@ -121,9 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "it: it becomes `failed`, and `voucherhook replay --event-id ID --notify` sends it.",
     )
     release.add_argument(
-        "ids", type=_positive, nargs="+", metavar="ID", help="ids from `notifications list`"
+        "ids", type=positive, nargs="+", metavar="ID", help="ids from `notifications list`"
     )
-    release.set_defaults(command=cmd_notifications_release)
+    release.set_defaults(command="notifications:cmd_notifications_release")
 
     replay = sub.add_parser("replay", help="run the handlers of stored events again")
     replay.add_argument(
@@ -132,16 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--type", help="events of this type")
     replay.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
     replay.add_argument("--until", type=timestamp, help="received before (ISO 8601)")
-    replay.add_argument("--status", choices=STATUSES, help="events with this status")
+    replay.add_argument("--status", choices=EVENT_STATUSES, help="events with this status")
     replay.add_argument("--dry-run", action="store_true", help="say what would run, change nothing")
     replay.add_argument(
         "--notify", action="store_true", help="also re-send notifications that never went out"
     )
-    replay.set_defaults(command=cmd_replay)
+    replay.set_defaults(command="replay:cmd_replay")
 
     rebuild = sub.add_parser("rebuild", help="fold the event log again into ledger and cards")
     rebuild.add_argument("--json", action="store_true", help="JSON for scripts")
-    rebuild.set_defaults(command=cmd_rebuild)
+    rebuild.set_defaults(command="rebuild:cmd_rebuild")
 
     purge = sub.add_parser(
         "purge",
@@ -154,14 +167,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument(
         "--before",
-        type=before_date,
+        type=timestamp,
         required=True,
         metavar="DATE",
         help="received before this ISO 8601 date or time (UTC unless it says)",
     )
     purge.add_argument("--dry-run", action="store_true", help="count what would change only")
     purge.add_argument("--json", action="store_true", help="JSON for scripts")
-    purge.set_defaults(command=cmd_purge)
+    purge.set_defaults(command="retention:cmd_purge")
 
     forget = sub.add_parser(
         "forget-customer",
@@ -176,19 +189,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("--dry-run", action="store_true", help="list what would change only")
     forget.add_argument("--json", action="store_true", help="JSON for scripts")
-    forget.set_defaults(command=cmd_forget_customer)
+    forget.set_defaults(command="retention:cmd_forget_customer")
 
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     ledger_sub = ledger.add_subparsers(required=True, metavar="WHAT")
     balances = ledger_sub.add_parser("balances", help="account balances")
     balances.add_argument("--account", metavar="PREFIX", help="only accounts starting so")
     balances.add_argument("--json", action="store_true", help="JSON for scripts")
-    balances.set_defaults(command=cmd_ledger_balances)
+    balances.set_defaults(command="inspect:cmd_ledger_balances")
 
     loyalty = sub.add_parser("loyalty", help="one loyalty card")
     loyalty.add_argument("card_id", metavar="CARD_ID", help="the card's voucher id (v_…)")
     loyalty.add_argument("--json", action="store_true", help="JSON for scripts")
-    loyalty.set_defaults(command=cmd_loyalty)
+    loyalty.set_defaults(command="inspect:cmd_loyalty")
 
     send = sub.add_parser(
         "send",
@@ -215,8 +228,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send the sample without an envelope, its event type appended to the URL",
     )
-    send.set_defaults(command=cmd_send)
+    send.set_defaults(command="send:cmd_send", needs_secret=True)
     return parser
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked for (reading package metadata takes a while)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"voucherhook {_version()}")
+        parser.exit(0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -224,12 +248,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"voucherhook: {message} (see `{self.prog} --help`)\n")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
 from models import eventlog, ledger_store, notification_store, run_store
@@ -13,20 +12,8 @@ from workers import output
 from workers.commands import CommandError, connect, notifications
 from workers.output import utc
 
-STATUSES = ("pending", "processed", "failed", "ignored", "quarantined")
 # What `events show` tells of each of the event's notifications.
 NOTIFICATION_FIELDS = ("channel", "recipient", "status", "attempts", "error", "sent_at")
-
-
-def timestamp(text: str) -> datetime:
-    """An ISO 8601 time for --since/--until; a bare date means its midnight, UTC unless given."""
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2024-05-13 or 2024-05-13T12:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,6 @@ from workers import output
 from workers.commands import CommandError, connect
 from workers.output import utc
 
-STATUSES = ("pending", "sending", "sent", "failed")
 RELEASED = "released by hand: not received"
 
 

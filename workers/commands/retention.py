@@ -16,33 +16,6 @@ from workers.retention import Forgotten, Purged, forget_customer, purge
 LEFT_ALONE = ("pending", "failed", "quarantined")
 
 
-def before_date(text: str) -> datetime:
-    """--before: an ISO 8601 date (its midnight) or date and time, UTC unless it says."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date or time: give e.g. 2024-05-13 or "
-            "2024-05-13T12:00:00Z"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def customer_id(text: str) -> str:
-    value = text.strip()
-    if not value or any(ch.isspace() for ch in value):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a customer id: give the Voucherify id, e.g. cust_1g637SqVZnkdPNdA"
-        )
-    if "@" in value:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is an email address, not a customer id: give the customer's Voucherify "
-            "id (cust_…, shown in Voucherify and in `voucherhook events show`); their addresses "
-            "are found from it"
-        )
-    return value
-
-
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     before: datetime = args.before
     now = datetime.now(UTC)

@@ -42,10 +42,3 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{response.status_code} {shown}")
         ok = ok and response.is_success
     return 0 if ok else 1
-
-
-def sample_name(text: str) -> str:
-    """--sample's argument: one of the built-in samples."""
-    if text not in sample_events.NAMES:
-        raise argparse.ArgumentTypeError(str(sample_events.UnknownSample(text)))
-    return text

@@ -1,0 +1,49 @@
+"""The command line's argument types: each turns a string into a value or says, in one line,
+what was wrong and what to give instead. Standard library only, so parsing stays instant."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from workers import sample_events
+
+
+def timestamp(text: str) -> datetime:
+    """An ISO 8601 date (its midnight) or date and time, UTC unless it says."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time: give e.g. 2024-05-13 or "
+            "2024-05-13T12:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def customer_id(text: str) -> str:
+    value = text.strip()
+    if not value or any(ch.isspace() for ch in value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a customer id: give the Voucherify id, e.g. cust_1g637SqVZnkdPNdA"
+        )
+    if "@" in value:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is an email address, not a customer id: give the customer's Voucherify "
+            "id (cust_…, shown in Voucherify and in `voucherhook events show`); their addresses "
+            "are found from it"
+        )
+    return value
+
+
+def sample_name(text: str) -> str:
+    """--sample's argument: one of the built-in samples."""
+    if text not in sample_events.NAMES:
+        raise argparse.ArgumentTypeError(str(sample_events.UnknownSample(text)))
+    return text
