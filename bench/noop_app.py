@@ -10,8 +10,8 @@ Run by the benchmark as:
 
 from __future__ import annotations
 
-from models.settings import load_settings
 from workers.celery_app import make_celery
+from workers.settings import load_settings
 
 NOOP = "bench.noop"
 

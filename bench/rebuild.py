@@ -4,7 +4,7 @@
 1. A fresh PostgreSQL database (127.0.0.1:5432, user postgres, trust), migrated with
    `voucherhook migrate`.
 2. N events stored the way the receiver stores them (`models.identity.identify`, then
-   `models.eventlog.insert_new`, in batches), in envelopes with distinct event ids:
+   `models.db.eventlog.insert_new`, in batches), in envelopes with distinct event ids:
    - mostly `redemption.succeeded` with distinct redemption and order ids: discount vouchers,
      promotion tiers, gift cards, and loyalty cards paying with points (on `--cards` cards);
    - one `customer.reward_redemptions.completed` in `--reward-every`, on the same cards, with
@@ -65,13 +65,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from bench.receiver import ROOT, VENV_BIN, BenchError, migrate, postgres_database, progress
-from models import eventlog
-from models.db import make_engine
-from models.eventlog import NewEvent
+from models.db import eventlog
+from models.db.engine import make_engine
+from models.db.eventlog import NewEvent
+from models.db.tables import events as events_table
+from models.db.tables import handler_runs
 from models.identity import identify
 from models.routing import handlers_for
-from models.tables import events as events_table
-from models.tables import handler_runs
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
 from tests.unit.recorded import REDEMPTION, redemption, stack
 from workers.handlers.base import Config

@@ -41,9 +41,9 @@ import redis
 from sqlalchemy import Engine, func, select
 
 from bench.receiver import BenchError, migrate, postgres_database
-from models import eventlog
-from models.db import make_engine
-from models.tables import events, notifications
+from models.db import eventlog
+from models.db.engine import make_engine
+from models.db.tables import events, notifications
 from tests.support.checker import check
 from tests.support.processes import Fleet, Process, base_env
 from tests.support.services import REDIS_URL

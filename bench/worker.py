@@ -72,18 +72,18 @@ from bench.receiver import (
     postgres_database,
     progress,
 )
-from models import eventlog
-from models.db import make_engine
-from models.eventlog import NewEvent
+from models.db import eventlog
+from models.db.engine import make_engine
+from models.db.eventlog import NewEvent
 from models.identity import identify
 from models.ledger import post_redemption, post_reward_redemption
 from models.notifications import context as notification_context
 from models.payloads import RedemptionSucceeded, RewardRedemptionCompleted, parse_payload
-from models.settings import Settings
 from receiver.outbox import BATCH
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
 from tests.unit.recorded import REDEMPTION, redemption
 from workers.celery_app import make_celery, publisher
+from workers.settings import Settings
 
 NOOP = "bench.noop"  # the task of bench.noop_app (not imported: it reads the environment)
 REDIS_DB = 13

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from models.eventlog import NewEvent
+from models.db.eventlog import NewEvent
 from models.identity import Identified, identify
-from models.settings import Settings
 from receiver.admin import Cached, refusal, state_of
+from receiver.config import ReceiverConfig
 from receiver.limits import ByteBudget, Throttled
 from receiver.metrics import ReceiverMetrics
 from receiver.outbox import Dispatcher, Publish
@@ -53,7 +53,7 @@ class Busy(Exception):
 
 
 def create_app(
-    settings: Settings,
+    config: ReceiverConfig,
     engine: Engine,
     writer_engine: AsyncEngine,
     publish: Publish,
@@ -67,9 +67,9 @@ def create_app(
     metrics = ReceiverMetrics(engine)
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
     writer = EventWriter(writer_engine, dispatcher.submit)
-    secrets = settings.secrets
-    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    budget = ByteBudget(settings.preauth_bytes)
+    secrets = config.secrets
+    admin_token = config.admin_token
+    budget = ByteBudget(config.preauth_bytes)
     log_unauthorized = Throttled(lambda **fields: log.info("delivery_unauthorized", **fields))
     probe = probe_engine or engine
     database_state = Cached(state_of("database", lambda: _ping(probe)))
@@ -113,7 +113,7 @@ def create_app(
             413,
             CLOSE,
             status="rejected",
-            error=f"body larger than {settings.max_body_bytes} bytes "
+            error=f"body larger than {config.max_body_bytes} bytes "
             "(raise VOUCHERHOOK_MAX_BODY_BYTES to accept it)",
         )
 
@@ -131,12 +131,12 @@ def create_app(
         if given is None:
             return unauthorized(request, "missing" if header is None else "malformed")
         declared = _declared_length(request)
-        if declared is not None and declared > settings.max_body_bytes:
+        if declared is not None and declared > config.max_body_bytes:
             return too_large()
-        reader = _BodyReader(budget, settings.max_body_bytes)
+        reader = _BodyReader(budget, config.max_body_bytes)
         try:
             # A timeout scope, not wait_for: wait_for runs the read in a task of its own.
-            async with asyncio.timeout(settings.body_timeout):
+            async with asyncio.timeout(config.body_timeout):
                 body = await reader.read(request, declared)
             if len(body) <= INLINE_BYTES:
                 checked = _check(body, given, secrets, request.path_params)
@@ -158,7 +158,7 @@ def create_app(
                 408,
                 CLOSE,
                 status="rejected",
-                error=f"body not received within {settings.body_timeout:g}s",
+                error=f"body not received within {config.body_timeout:g}s",
             )
         finally:
             reader.release()
@@ -182,7 +182,7 @@ def create_app(
             dispatched_at=received_at if verdict.status == "pending" else None,
         )
         try:
-            new = await writer.store(event, settings.store_timeout)
+            new = await writer.store(event, config.store_timeout)
         except StoreUnavailable as exc:
             return answer(
                 "unavailable",

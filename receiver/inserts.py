@@ -1,7 +1,7 @@
 """How one batch of events gets into the database, in one transaction: the writer's last step.
 
 PostgreSQL takes the whole batch as one `INSERT … SELECT … FROM unnest(…)` on asyncpg itself
-(models.eventlog.INSERT_NEW_UNNEST): one statement, prepared once per connection, is its own
+(models.db.eventlog.INSERT_NEW_UNNEST): one statement, prepared once per connection, is its own
 transaction, so a batch costs one round trip and one commit, and no SQLAlchemy work per row.
 Other databases (SQLite) go through SQLAlchemy's executemany in an explicit transaction.
 """
@@ -14,8 +14,8 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from models import eventlog
-from models.eventlog import NewEvent
+from models.db import eventlog
+from models.db.eventlog import NewEvent
 
 
 class Inserter(Protocol):

@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from models import eventlog
+from models.db import eventlog
 
 
 class ReceiverMetrics:

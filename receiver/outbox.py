@@ -1,4 +1,4 @@
-"""The transactional outbox: hand committed events to the broker, and sweep up the rest.
+"""The transactional outbox, the receiver's half: hand committed events to the broker.
 
 An event row is committed with status `pending` and `dispatched_at` already stamped, because
 the dispatcher publishes it right after the commit (stamping it in the insert costs nothing;
@@ -6,7 +6,8 @@ a second UPDATE per batch would halve the receiver's throughput). When the broke
 the stamp is cleared and the sweep publishes the row after `VOUCHERHOOK_SWEEP_AFTER`; when the
 process dies between commit and publish, the sweep takes the row after
 `VOUCHERHOOK_REDISPATCH_AFTER`, as it does for a message the broker lost. A task may thus be
-published twice; processing is idempotent, so that costs time and never correctness.
+published twice; processing is idempotent, so that costs time and never correctness. The
+sweep, a worker's job, is `workers.sweep`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import Engine
 
-from models import eventlog
+from models.db import eventlog
 from receiver.errors import first_line
 
 log = structlog.get_logger(__name__)
@@ -99,65 +99,3 @@ class Dispatcher:
                     log.warning("unmark_failed", error=first_line(exc))
             if stopping:
                 return
-
-
-def sweep(
-    engine: Engine,
-    publish: Publish,
-    *,
-    after: float,
-    redispatch_after: float,
-    limit: int = 1000,
-) -> int:
-    """Publish pending events the dispatcher never handed over (or whose message was lost).
-
-    Returns how many were published. Rows stay locked from selection to the dispatched stamp,
-    so concurrent sweepers never publish the same rows at once.
-    """
-    total = 0
-    while True:
-        with engine.begin() as conn:
-            ids = eventlog.claim_due(
-                conn,
-                datetime.now(UTC),
-                after=after,
-                redispatch_after=redispatch_after,
-                limit=limit,
-            )
-            if not ids:
-                return total
-            for start in range(0, len(ids), BATCH):
-                publish(ids[start : start + BATCH])
-            eventlog.mark_dispatched(conn, ids, datetime.now(UTC))
-        total += len(ids)
-        if len(ids) < limit:
-            return total
-
-
-class Periodic:
-    """Runs `step` every `interval` seconds in a background thread; a failing step is logged
-    and tried again at the next tick."""
-
-    def __init__(self, name: str, interval: float, step: Callable[[], int]) -> None:
-        self._name = name
-        self._interval = interval
-        self._step = step
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                count = self._step()
-            except Exception as exc:
-                log.warning("periodic_failed", job=self._name, error=first_line(exc))
-                continue
-            if count:
-                log.info("periodic_done", job=self._name, count=count)

@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.eventlog import NewEvent
+from models.db.eventlog import NewEvent
 from receiver.errors import first_line
 from receiver.inserts import Inserter, inserter_for
 

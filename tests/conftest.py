@@ -12,9 +12,9 @@ import redis
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, delete, func, select
 
-from models import schema
-from models.db import make_engine
-from models.tables import events, metadata
+from models.db import schema
+from models.db.engine import make_engine
+from models.db.tables import events, metadata
 from tests.support import services
 from tests.support.processes import Receiver, base_env
 from tests.support.sinks import HttpSink, Sinks, SmtpSink, running_sinks

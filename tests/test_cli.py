@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
-from models import schema
-from models.db import make_engine
+from models.db import schema
+from models.db.engine import make_engine
 from tests.support.processes import base_env, voucherhook
 from tests.support.services import free_port, postgres_database
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
-from models import notification_store
-from models.eventlog import NewEvent, insert_new
+from models.db import notification_store
+from models.db.eventlog import NewEvent, insert_new
 from models.notifications import Message
 from tests.support.processes import base_env, voucherhook
 from tests.support.processing import process, store

@@ -39,7 +39,7 @@ def test_database_unreachable_is_503_with_retry_after_then_accepting_again(
     via_proxy = postgres_url.replace(netloc, f"postgres@127.0.0.1:{proxy.port}")
     env = base_env(via_proxy, redis_url, VOUCHERHOOK_QUEUE=queue, VOUCHERHOOK_STORE_TIMEOUT="6")
     receiver = Receiver(env, "--no-worker")
-    from models.db import make_engine
+    from models.db.engine import make_engine
 
     log = EventLog(make_engine(postgres_url))
     try:

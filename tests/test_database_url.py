@@ -8,9 +8,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from models.db import make_async_engine, make_engine
-from models.settings import load_settings
+from models.db.engine import make_async_engine, make_engine
 from tests.support.services import POSTGRES_URL
+from workers.settings import load_settings
 
 
 def postgres_scheme(url: str) -> str:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 
-from models import eventlog
-from models.db import make_engine
-from models.eventlog import NewEvent
-from models.tables import events
+from models.db import eventlog
+from models.db.engine import make_engine
+from models.db.eventlog import NewEvent
+from models.db.tables import events
 from tests.conftest import EventLog
 
 

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import ColumnElement, Engine, func, select
 
-from models.db import make_engine
-from models.tables import events, ledger_postings, loyalty_cards
+from models.db.engine import make_engine
+from models.db.tables import events, ledger_postings, loyalty_cards
 from tests.support.checker import Result, check
 from tests.support.processes import Fleet, base_env, pool_children, voucherhook, worker_env
 from tests.support.services import (

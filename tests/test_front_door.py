@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from models.tables import events, ledger_transactions, notifications
+from models.db.tables import events, ledger_transactions, notifications
 from receiver.signature import HEADER, compact, sign
 from tests.conftest import EventLog
 from tests.support.payloads import REDEMPTION, REWARD_REDEMPTION, dumps, envelope, example_bytes

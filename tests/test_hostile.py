@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from models import schema
-from models.db import make_engine
-from models.tables import events
+from models.db import schema
+from models.db.engine import make_engine
+from models.db.tables import events
 from receiver.signature import HEADER, compact, sign
 from tests.conftest import EventLog
 from tests.support import hostile, services

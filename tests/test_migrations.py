@@ -14,9 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from models import schema
-from models.db import make_engine
-from models.tables import metadata
+from models.db import schema
+from models.db.engine import make_engine
+from models.db.tables import metadata
 from tests.support.services import postgres_database
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from models import notification_store
+from models.db import notification_store
 from models.notifications import NOT_ONE_ADDRESS, WEBHOOK_RECIPIENT, Message
 from tests.support.processes import base_env, voucherhook
 from tests.support.processing import notifications, store

@@ -20,8 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from models import ledger_store, notification_store
-from models.eventlog import NewEvent, insert_new
+from models.db import ledger_store, notification_store
+from models.db.eventlog import NewEvent, insert_new
+from models.db.tables import events, handler_runs, notifications
 from models.identity import identify
 from models.journal import Transaction
 from models.journal import balances as fold_balances
@@ -38,7 +39,6 @@ from models.payloads import (
     parse_rollback,
     source_timestamp,
 )
-from models.tables import events, handler_runs, notifications
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import dumps, reward_redemption

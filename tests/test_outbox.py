@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import update
 
-from models.tables import events
+from models.db.tables import events
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import REDEMPTION, dumps, envelope

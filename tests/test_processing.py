@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, update
 
-from models.notifications import WEBHOOK_RECIPIENT
-from models.tables import (
+from models.db.tables import (
     events,
     handler_runs,
     ledger_postings,
     notifications,
 )
+from models.notifications import WEBHOOK_RECIPIENT
 from tests.support.processing import (
     balances,
     card,

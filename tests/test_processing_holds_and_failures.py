@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine
 
-from models import ledger_store
-from models.tables import (
+from models.db import ledger_store
+from models.db.tables import (
     ledger_conflicts,
     ledger_holds,
     ledger_transactions,

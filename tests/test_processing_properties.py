@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from models.tables import events, ledger_holds, notifications
+from models.db.tables import events, ledger_holds, notifications
 from tests.conftest import EventLog
 from tests.support.processing import (
     balances,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models.db import make_engine
-from models.tables import events
+from models.db.engine import make_engine
+from models.db.tables import events
 from tests.support.checkout import repo_files
 from tests.support.payloads import REPO
 from tests.support.processes import Process

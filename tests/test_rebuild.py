@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, Table, delete, insert, select, update
 
-from models import ledger_store
-from models.books_store import PARTS
-from models.db import make_engine
-from models.tables import (
+from models.db import ledger_store
+from models.db.books_store import PARTS
+from models.db.engine import make_engine
+from models.db.tables import (
     ledger_holds,
     ledger_postings,
     ledger_redemptions,

@@ -246,7 +246,7 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row(
     with event_log.engine.connect() as conn:
         from sqlalchemy import func, select
 
-        from models.tables import events
+        from models.db.tables import events
 
         rows = conn.scalar(
             select(func.count()).select_from(events).where(events.c.id == payload["event"]["id"])

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from models import notification_store, schema
-from models.db import make_engine
-from models.eventlog import NewEvent, insert_new
+from models.db import notification_store, schema
+from models.db.engine import make_engine
+from models.db.eventlog import NewEvent, insert_new
+from models.db.tables import events, metadata, notifications
 from models.identity import identify
 from models.redaction import REDACTED, REDACTED_BODY, is_redacted
-from models.tables import events, metadata, notifications
 from tests.conftest import EventLog
 from tests.support.payloads import FIXTURES, dumps
 from tests.support.processes import Worker, base_env, worker_env

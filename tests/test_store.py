@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 
-from models.db import make_async_engine, make_engine
-from models.eventlog import NewEvent
-from models.tables import events
+from models.db.engine import make_async_engine, make_engine
+from models.db.eventlog import NewEvent
+from models.db.tables import events
 from receiver.store import EventWriter, StoreUnavailable
 
 

@@ -147,7 +147,7 @@ def test_smtp_refusing_then_accepting_delivers_the_email_once_without_holding_th
     with pg_log.engine.connect() as conn:
         from sqlalchemy import select
 
-        from models.tables import notifications
+        from models.db.tables import notifications
 
         row = conn.execute(select(notifications.c.status, notifications.c.attempts)).one()
     assert tuple(row) == ("sent", 3)
@@ -186,7 +186,7 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
     assert killed_at < 1000, "the kill came after the run: it proved nothing"
     expected = fold_balances(t for e in events for t in post_redemption(parse_redemption(e), "USD"))
     with pg_log.engine.connect() as conn:
-        from models import ledger_store
+        from models.db import ledger_store
 
         booked = {(a, s): b for a, s, b in ledger_store.balances(conn)}
     assert booked == {key: value for key, value in expected.items() if value}
@@ -249,7 +249,7 @@ def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
 def _notification_statuses(pg_log: EventLog) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from models.tables import notifications
+    from models.db.tables import notifications
 
     with pg_log.engine.connect() as conn:
         rows = conn.execute(

@@ -1,6 +1,6 @@
 """Where the ledger and loyalty handlers keep their effects: the database, or memory.
 
-Live processing uses `SqlBooks` (the SQL of `models.ledger_store` and `models.card_store` on
+Live processing uses `SqlBooks` (the SQL of `models.db.ledger_store` and `models.db.card_store` on
 the handler's connection). A rebuild runs the very same handlers on `MemoryBooks`, then writes
 what differs from the database in bulk: one set of rules, two places to keep their results.
 """
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from models import card_store, ledger_store, redemption_store
-from models.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
+from models.db import card_store, ledger_store, redemption_store
+from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
+from models.db.ledger_store import Booked, digest
+from models.db.redemption_store import Redemption
 from models.journal import Posting, Transaction
-from models.ledger_store import Booked, digest
 from models.loyalty import CardState
-from models.redemption_store import Redemption
 from workers.handlers.base import LedgerConflict
 
 
@@ -127,7 +127,7 @@ class SqlBooks:
 @dataclass
 class MemoryBooks:
     """The same effects in dictionaries, held as the rows of the books' tables (the parts of
-    `models.books_store`), which `rows` hands to a rebuild. The rebuild stamps the rows it
+    `models.db.books_store`), which `rows` hands to a rebuild. The rebuild stamps the rows it
     writes with its own time, so the times handlers pass are not kept."""
 
     transactions: dict[str, tuple[str, str, str]] = field(default_factory=dict)

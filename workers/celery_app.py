@@ -6,9 +6,9 @@ from typing import Any
 
 from celery import Celery
 
-from models.settings import Settings
 from receiver.outbox import Publish
 from workers import redis_transport
+from workers.settings import Settings
 
 PROCESS_EVENTS = "voucherhook.process_events"
 SEND_NOTIFICATIONS = "voucherhook.send_notifications"

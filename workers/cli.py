@@ -19,7 +19,7 @@ from workers import sample_events
 from workers.arguments import customer_id, positive, sample_name, timestamp
 
 if TYPE_CHECKING:
-    from models.settings import Settings
+    from workers.settings import Settings
 
 Command = Callable[[argparse.Namespace, "Settings"], int]
 
@@ -27,10 +27,10 @@ Command = Callable[[argparse.Namespace, "Settings"], int]
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Only now, and only what the chosen command needs: --help never gets here.
-    from models.schema import SchemaError
-    from models.settings import ConfigError, load_settings
+    from models.db.schema import SchemaError
     from workers import logs
     from workers.commands import CommandError
+    from workers.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(require_secret=args.needs_secret)

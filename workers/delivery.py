@@ -10,7 +10,7 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy import Connection, Engine
 
-from models import notification_store
+from models.db import notification_store
 from workers.processing import RetryPolicy
 from workers.senders import Sender, Undeliverable
 

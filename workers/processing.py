@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine
 
-from models import eventlog, ledger_store, notification_store, run_store
+from models.db import eventlog, ledger_store, notification_store, run_store
 from models.payloads import Payload, PayloadError, load_json, parse_payload
 from models.routing import handlers_for
 from workers.books import SqlBooks

@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from models import ledger_store, run_store
-from models.books_store import PARTS, Part
 from models.changes import Rows, Sequences
-from models.digest import DIGESTED, StateDigest
+from models.db import ledger_store, run_store
+from models.db.books_store import PARTS, Part
+from models.db.digest import DIGESTED, StateDigest
 from models.payloads import load_json, parse_payload
 from workers.books import MemoryBooks
 from workers.handlers import BY_NAME

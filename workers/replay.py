@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from models import eventlog, notification_store, run_store
+from models.db import eventlog, notification_store, run_store
 from models.routing import handlers_for
 from workers.delivery import deliver_all
 from workers.processing import Processor, RetryPolicy

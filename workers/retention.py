@@ -26,7 +26,13 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine
 
-from models import retention_store as store
+from models.db import retention_store as store
+from models.db.retention_store import (
+    EventUpdate,
+    NotificationUpdate,
+    StoredEvent,
+    StoredNotification,
+)
 from models.redaction import (
     RedactedBody,
     customer_values,
@@ -36,12 +42,6 @@ from models.redaction import (
     redact_notification,
     scrub_text,
     search_terms,
-)
-from models.retention_store import (
-    EventUpdate,
-    NotificationUpdate,
-    StoredEvent,
-    StoredNotification,
 )
 
 PAGE = 500

@@ -7,11 +7,11 @@ from functools import cached_property
 
 from sqlalchemy import Engine
 
-from models.db import make_engine
-from models.settings import Settings
+from models.db.engine import make_engine
 from workers.handlers.base import Config
 from workers.processing import Processor, RetryPolicy
 from workers.senders import EmailSender, Sender, WebhookSender
+from workers.settings import Settings
 from workers.templates import environment
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from models.db import make_async_engine, make_engine
-from models.settings import load_settings
+from models.db.engine import make_async_engine, make_engine
 from receiver.app import create_app
+from receiver.config import ReceiverConfig
 from workers import logs
 from workers.celery_app import check_broker, make_celery, publisher
+from workers.settings import load_settings
 
 
 def app_from_env() -> Starlette:
@@ -21,8 +22,16 @@ def app_from_env() -> Starlette:
     probe_engine = make_engine(settings.database_url, pool_size=1, timeout=timeout)
     writer_engine = make_async_engine(settings.database_url, timeout=timeout)
     celery = make_celery(settings, fail_fast=True)
+    config = ReceiverConfig(
+        secrets=settings.secrets,
+        admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        max_body_bytes=settings.max_body_bytes,
+        preauth_bytes=settings.preauth_bytes,
+        body_timeout=settings.body_timeout,
+        store_timeout=settings.store_timeout,
+    )
     return create_app(
-        settings,
+        config,
         engine,
         writer_engine,
         publisher(celery, settings.queue),

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from celery.signals import worker_ready, worker_shutdown
 
-from models import notification_store
-from models.db import make_engine
-from models.settings import Settings
-from receiver.outbox import Periodic, sweep
+from models.db import notification_store
+from models.db.engine import make_engine
 from workers import tasks
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
 from workers.retention import RETENTION_EVERY, AtMostEvery, purge_expired
 from workers.runtime import Runtime
+from workers.settings import Settings
+from workers.sweep import Periodic, sweep
 
 
 def run(settings: Settings, *, concurrency: int | None = None, pool: str | None = None) -> None:

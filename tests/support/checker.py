@@ -32,7 +32,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from models import card_store
+from models.db import card_store
+from models.db.tables import events, ledger_conflicts, ledger_postings, ledger_transactions
+from models.db.tables import notifications as notifications_table
 from models.journal import Transaction, fold
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
 from models.loyalty import (
@@ -51,8 +53,6 @@ from models.payloads import (
     source_timestamp,
 )
 from models.routing import handlers_for
-from models.tables import events, ledger_conflicts, ledger_postings, ledger_transactions
-from models.tables import notifications as notifications_table
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
 from workers.senders import message_id

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, func, select
 
-from models import card_store, ledger_store, notification_store, run_store
-from models.eventlog import NewEvent, insert_new
+from models.db import card_store, ledger_store, notification_store, run_store
+from models.db.eventlog import NewEvent, insert_new
+from models.db.tables import ledger_transactions
 from models.identity import identify
 from models.loyalty import CardState
-from models.tables import ledger_transactions
 from tests.conftest import EventLog
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Handler

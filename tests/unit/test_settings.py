@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.db import async_engine_url, engine_url
-from models.settings import ConfigError, load_settings
+from models.db.engine import async_engine_url, engine_url
+from workers.settings import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

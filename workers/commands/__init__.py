@@ -6,9 +6,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import schema
-from models.db import make_engine
-from models.settings import Settings
+from models.db import schema
+from models.db.engine import make_engine
+from workers.settings import Settings
 
 
 class CommandError(Exception):

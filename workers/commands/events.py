@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models import eventlog, ledger_store, notification_store, run_store
+from models.db import eventlog, ledger_store, notification_store, run_store
 from models.identity import identify
-from models.settings import Settings
 from workers import output
 from workers.commands import CommandError, connect, notifications
 from workers.output import utc
+from workers.settings import Settings
 
 # What `events show` tells of each of the event's notifications.
 NOTIFICATION_FIELDS = ("channel", "recipient", "status", "attempts", "error", "sent_at")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from models import card_store, ledger_store
-from models.settings import Settings
+from models.db import card_store, ledger_store
 from workers import output
 from workers.commands import CommandError, connect
+from workers.settings import Settings
 
 
 def cmd_ledger_balances(args: argparse.Namespace, settings: Settings) -> int:

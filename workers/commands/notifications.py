@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models import notification_store
-from models.settings import Settings
+from models.db import notification_store
 from workers import output
 from workers.commands import CommandError, connect
 from workers.output import utc
+from workers.settings import Settings
 
 RELEASED = "released by hand: not received"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from models.settings import Settings
 from workers import output
 from workers.commands import connect
 from workers.rebuild import rebuild
 from workers.runtime import Runtime
+from workers.settings import Settings
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from models import eventlog
-from models.settings import Settings
+from models.db import eventlog
 from workers import output
 from workers.commands import CommandError, connect
 from workers.processing import Processor, RetryPolicy
 from workers.replay import pending_work, replay
 from workers.runtime import Runtime
+from workers.settings import Settings
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

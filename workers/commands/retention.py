@@ -8,10 +8,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from models.settings import Settings
 from workers import output
 from workers.commands import CommandError, connect
 from workers.retention import Forgotten, Purged, forget_customer, purge
+from workers.settings import Settings
 
 LEFT_ALONE = ("pending", "failed", "quarantined")
 

@@ -13,10 +13,10 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models import schema
-from models.db import make_engine
-from models.settings import Settings
+from models.db import schema
+from models.db.engine import make_engine
 from workers.commands import CommandError, db_error
+from workers.settings import Settings
 
 
 def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:

@@ -8,10 +8,10 @@ import json
 
 import httpx
 
-from models.settings import Settings
 from workers import sample_events
 from workers.commands import CommandError
 from workers.send import post
+from workers.settings import Settings
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.db.redemption_store import Redemption
 from models.journal import Transaction
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
 from models.payloads import (
@@ -9,7 +10,6 @@ from models.payloads import (
     RedemptionSucceeded,
     RewardRedemptionCompleted,
 )
-from models.redemption_store import Redemption
 from workers.handlers.base import Job, LedgerConflict, Outcome, PermanentError
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from models.many import insert_many
+from models.db.batch_sql import insert_many
+from models.db.tables import notifications
 from models.notifications import Message
 from models.redaction import REDACTED
-from models.tables import notifications
 
 
 def plan(conn: Connection, planned: Sequence[tuple[str, Message]], at: datetime) -> list[int]:

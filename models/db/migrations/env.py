@@ -1,11 +1,11 @@
-"""Alembic environment: migrations run on the connection `models.schema` hands in."""
+"""Alembic environment: migrations run on the connection `models.db.schema` hands in."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-from models.tables import metadata
+from models.db.tables import metadata
 
 connection: Connection | None = context.config.attributes.get("connection")
 if connection is None:

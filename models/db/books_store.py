@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table, select
 
-from models import bulk
 from models.changes import Key, Values
-from models.tables import (
+from models.db import bulk_io as bulk
+from models.db.tables import (
     ledger_holds,
     ledger_postings,
     ledger_redemptions,

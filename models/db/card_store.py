@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from models.db.insert import insert
+from models.db.tables import loyalty_cards, loyalty_movements
 from models.loyalty import CardState
-from models.tables import loyalty_cards, loyalty_movements
-from models.upsert import insert
 
 
 def first_sighting(

@@ -2,7 +2,7 @@
 
 It covers every account's balance, every transaction key with its postings' digest, and every
 card's figures. Times of booking are left out: they differ between two foldings of one log,
-the state does not. It is fed the rows of the books' parts (`models.books_store`) as they are
+the state does not. It is fed the rows of the books' parts (`models.db.books_store`) as they are
 read, from the database or from books in memory: the same state gives the same fingerprint.
 """
 
@@ -15,8 +15,8 @@ from datetime import UTC
 from itertools import chain
 from typing import Any
 
-from models.books_store import CARDS, POSTINGS, TRANSACTIONS, Part
 from models.changes import Key, Values
+from models.db.books_store import CARDS, POSTINGS, TRANSACTIONS, Part
 
 DIGESTED = (TRANSACTIONS, POSTINGS, CARDS)
 """The parts a digest is made of (it ignores the rows of any other)."""

@@ -10,16 +10,16 @@ from typing import Literal
 
 from sqlalchemy import Connection, delete, func, select, text
 
-from models.journal import Posting, Transaction
-from models.many import among, insert_many
-from models.tables import (
+from models.db.batch_sql import among, insert_many
+from models.db.insert import insert
+from models.db.tables import (
     ledger_conflicts,
     ledger_holds,
     ledger_postings,
     ledger_redemptions,
     ledger_transactions,
 )
-from models.upsert import insert
+from models.journal import Posting, Transaction
 
 Booked = Literal["booked", "unchanged", "conflict"]
 

@@ -27,8 +27,8 @@ from sqlalchemy import (
     update,
 )
 
+from models.db.tables import events, loyalty_cards, notifications
 from models.redaction import REDACTED
-from models.tables import events, loyalty_cards, notifications
 
 PURGED_STATUSES = ("processed", "ignored")
 """Events a purge redacts: done with. Pending, failed and quarantined ones are still being

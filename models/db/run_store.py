@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, case, delete, or_, select, text, update
 
-from models import bulk
-from models.many import among, as_json, insert_many, rows_from
-from models.tables import events, handler_runs
-from models.upsert import insert
+from models.db import bulk_io as bulk
+from models.db.batch_sql import among, as_json, insert_many, rows_from
+from models.db.insert import insert
+from models.db.tables import events, handler_runs
 
 
 def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) -> set[str]:

@@ -1,5 +1,5 @@
 """Many rows in one statement, for the live path's batches (a rebuild's bulk write is COPY, in
-`models.bulk`).
+`models.db.bulk_io`).
 
 On PostgreSQL the rows travel as one JSON parameter, read back with `json_to_recordset`: one
 statement, one plan and one round trip however many rows there are, where an executemany runs
@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from models.upsert import insert
+from models.db.insert import insert
 
 
 def insert_many(

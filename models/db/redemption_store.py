@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
 
-from models.many import among, as_json, insert_many
-from models.tables import ledger_holds, ledger_redemptions
+from models.db.batch_sql import among, as_json, insert_many
+from models.db.tables import ledger_holds, ledger_redemptions
 
 
 def hold(conn: Connection, holds: Sequence[tuple[str, str]]) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
-from models.tables import event_counts, events
-from models.upsert import insert
+from models.db.insert import insert
+from models.db.tables import event_counts, events
 
 
 @dataclass(frozen=True)
