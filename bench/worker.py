@@ -78,7 +78,7 @@ from models.db.eventlog import NewEvent
 from models.identity import identify
 from models.ledger import post_redemption, post_reward_redemption
 from models.notifications import context as notification_context
-from models.payloads import RedemptionSucceeded, RewardRedemptionCompleted, parse_payload
+from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, parse_payload
 from receiver.outbox import BATCH
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
 from tests.unit.recorded import REDEMPTION, redemption

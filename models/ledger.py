@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.journal import POINTS, Posting, Transaction, balances, fold, is_conflict
-from models.payloads import (
+from models.voucherify import (
     Order,
     PayloadError,
     RedemptionRollbackSucceeded,

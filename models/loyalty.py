@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from models.payloads import (
+from models.voucherify import (
     PayloadError,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
@@ -29,7 +29,7 @@ class CardObservation:
     customer_id: str
     balance: int
     at: datetime
-    """The event's source timestamp (`models.payloads.source_timestamp`)."""
+    """The event's source timestamp (`models.voucherify.source_timestamp`)."""
     source_id: str
     """The Voucherify object that reported it (`rewr_...`, `r_...`); breaks timestamp ties."""
     points_taken: int = 0

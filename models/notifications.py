@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from jinja2 import Environment
 
-from models.payloads import Customer, Payload, RedemptionSucceeded, RewardRedemptionCompleted
+from models.voucherify import Customer, Payload, RedemptionSucceeded, RewardRedemptionCompleted
 
 Channel = Literal["email", "webhook"]
 

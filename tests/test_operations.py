@@ -33,7 +33,7 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.payloads import (
+from models.voucherify import (
     parse_redemption,
     parse_reward_redemption,
     parse_rollback,

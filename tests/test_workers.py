@@ -14,7 +14,7 @@ import httpx
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
 from models.loyalty import fold_observations, observe_reward_redemption
-from models.payloads import parse_redemption, parse_reward_redemption, source_timestamp
+from models.voucherify import parse_redemption, parse_reward_redemption, source_timestamp
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import (

@@ -23,8 +23,8 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from models.db import eventlog, ledger_store, notification_store, run_store
-from models.payloads import Payload, PayloadError, load_json, parse_payload
 from models.routing import handlers_for
+from models.voucherify import Payload, PayloadError, load_json, parse_payload
 from workers.books import SqlBooks
 from workers.handlers import BY_NAME, ORDER
 from workers.handlers.base import Config, Handler, Job, LedgerConflict, PermanentError

@@ -27,7 +27,7 @@ from models.changes import Rows, Sequences
 from models.db import ledger_store, run_store
 from models.db.books_store import PARTS, Part
 from models.db.digest import DIGESTED, StateDigest
-from models.payloads import load_json, parse_payload
+from models.voucherify import load_json, parse_payload
 from workers.books import MemoryBooks
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Job

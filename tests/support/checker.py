@@ -45,14 +45,14 @@ from models.loyalty import (
     observe_reward_redemption,
 )
 from models.notifications import WEBHOOK_RECIPIENT, context, email_address
-from models.payloads import (
+from models.routing import handlers_for
+from models.voucherify import (
     parse_payload,
     parse_redemption,
     parse_reward_redemption,
     parse_rollback,
     source_timestamp,
 )
-from models.routing import handlers_for
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
 from workers.senders import message_id

@@ -20,7 +20,7 @@ from models.ledger import (
     post_reward_redemption,
     post_rollback,
 )
-from models.payloads import (
+from models.voucherify import (
     PayloadError,
     parse_redemption,
     parse_reward_redemption,

@@ -18,7 +18,7 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.payloads import (
+from models.voucherify import (
     PayloadError,
     parse_redemption,
     parse_reward_redemption,

@@ -14,7 +14,7 @@ from models.notifications import (
     plain_address,
     slack_escape,
 )
-from models.payloads import parse_payload
+from models.voucherify import parse_payload
 from tests.unit.recorded import (
     REDEMPTION,
     REWARD_REDEMPTION,

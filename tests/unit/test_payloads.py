@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from models.payloads import (
+from models.voucherify import (
     PayloadError,
     RedemptionSucceeded,
     event_data,

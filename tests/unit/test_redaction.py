@@ -13,16 +13,6 @@ from hypothesis import strategies as st
 
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
 from models.loyalty import observe_redemption, observe_reward_redemption
-from models.payloads import (
-    EVENT_MODELS,
-    Payload,
-    parse_payload,
-    parse_redemption,
-    parse_rollback,
-    source_timestamp,
-)
-from models.payloads import RedemptionSucceeded as Redeemed
-from models.payloads import RewardRedemptionCompleted as Rewarded
 from models.redaction import (
     MARK,
     REDACTED,
@@ -37,6 +27,16 @@ from models.redaction import (
     scrub_text,
     search_terms,
 )
+from models.voucherify import (
+    EVENT_MODELS,
+    Payload,
+    parse_payload,
+    parse_redemption,
+    parse_rollback,
+    source_timestamp,
+)
+from models.voucherify import RedemptionSucceeded as Redeemed
+from models.voucherify import RewardRedemptionCompleted as Rewarded
 from tests.support.payloads import FIXTURES
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json

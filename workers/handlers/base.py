@@ -11,7 +11,7 @@ from jinja2 import Environment
 
 from models.journal import Transaction
 from models.notifications import Message
-from models.payloads import Payload
+from models.voucherify import Payload
 
 if TYPE_CHECKING:
     from workers.books import Books

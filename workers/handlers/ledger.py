@@ -5,7 +5,7 @@ from __future__ import annotations
 from models.db.redemption_store import Redemption
 from models.journal import Transaction
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
-from models.payloads import (
+from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,

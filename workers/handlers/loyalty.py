@@ -8,7 +8,7 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.payloads import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
+from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
 from workers.handlers.base import Job, Outcome
 
 

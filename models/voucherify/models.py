@@ -4,7 +4,7 @@ Three events: `redemption.succeeded`, `customer.reward_redemptions.completed` an
 `redemption.rollback.succeeded`. Objects the docs say may be null may be null here; fields
 no rule reads are not modelled at all, so their oddities cannot fail an event. Each event
 model has `occurred_at` (its own source timestamp) and `problems()` (what makes it unusable
-beyond its shape). Parse them through `models.payloads`, which turns failures into
+beyond its shape). Parse them through `models.voucherify`, which turns failures into
 `PayloadError`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from models.payload_fields import Amount, Figure, Id, Model, Status, Timestamp
+from models.voucherify.fields import Amount, Figure, Id, Model, Status, Timestamp
 
 
 class Customer(Model):

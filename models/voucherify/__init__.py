@@ -4,7 +4,8 @@ A stored body is either a v2024-01-01 envelope or, from a distribution with the 
 payload" option, the event data alone. The rules take the event data; an envelope's `data`
 is the same thing, so every function here accepts either. A payload the rules cannot use
 raises `PayloadError`, whose message names each field path and why ("order.amount: field
-required"). The models themselves live in `models.payload_models` and are re-exported here.
+required"). The models themselves live in `models.voucherify.models` (their field types in
+`models.voucherify.fields`) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from models.payload_fields import parse_timestamp
-from models.payload_models import (
+from models.voucherify.fields import parse_timestamp
+from models.voucherify.models import (
     Campaign,
     Customer,
     Order,
