@@ -3,6 +3,7 @@
 Live processing uses `SqlBooks` (the SQL of `models.db.ledger_store` and `models.db.card_store` on
 the handler's connection). A rebuild runs the very same handlers on `MemoryBooks`, then writes
 what differs from the database in bulk: one set of rules, two places to keep their results.
+Both implement `workers.handlers.books.Books`, the interface the handlers are written against.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -21,26 +22,11 @@ from models.db.redemption_store import Redemption
 from models.journal import Posting, Transaction
 from models.loyalty import CardState
 from workers.handlers.base import LedgerConflict
-
-
-class Books(Protocol):
-    def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked: ...
-    def lock_redemption(self, redemption_id: str) -> None: ...
-    def note_redemption(self, note: Redemption) -> list[str]: ...
-    def redemption_seen(self, redemption_id: str) -> bool: ...
-    def hold(self, original_id: str, event_id: str) -> None: ...
-    def transactions_of_redemption(
-        self, redemption_id: str, order_id: str | None
-    ) -> list[Transaction]: ...
-    def stack(self, parent_id: str) -> tuple[int | None, int, int]: ...
-    def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool: ...
-    def load_card(self, card_id: str) -> CardState | None: ...
-    def insert_card(self, state: CardState, at: datetime) -> bool: ...
-    def save_card(self, state: CardState, at: datetime) -> None: ...
+from workers.handlers.books import Books
 
 
 @dataclass
-class SqlBooks:
+class SqlBooks(Books):
     """The books in the database, for a batch of events in the caller's transaction.
 
     The ledger's writes (bookings, redemption locks and notes, holds) are staged and written
@@ -125,7 +111,7 @@ class SqlBooks:
 
 
 @dataclass
-class MemoryBooks:
+class MemoryBooks(Books):
     """The same effects in dictionaries, held as the rows of the books' tables (the parts of
     `models.db.books_store`), which `rows` hands to a rebuild. The rebuild stamps the rows it
     writes with its own time, so the times handlers pass are not kept."""

@@ -1,6 +1,7 @@
 """The layout's contract, read from the code's imports: `models/` outside `models/db/` is
 pure (no database, no environment, no network), `models/` imports neither `receiver/` nor
-`workers/`, and `receiver/` never imports `workers/`."""
+`workers/`, `receiver/` never imports `workers/`, and the handlers (`workers/handlers/`) never
+import the books they are given (`workers/books.py`)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,23 @@ def test_models_import_neither_receiver_nor_workers(path: Path) -> None:
 def test_the_receiver_never_imports_the_workers(path: Path) -> None:
     workers = {name for name in imports_of(path) if name.split(".")[0] == "workers"}
     assert not workers, f"{path.name} imports {sorted(workers)}"
+
+
+@pytest.mark.parametrize(
+    "path", modules("workers/handlers"), ids=names(modules("workers/handlers"))
+)
+def test_the_handlers_never_import_the_books_they_are_given(path: Path) -> None:
+    """The handlers are written against `workers.handlers.books.Books`; the books in the
+    database or in memory (`workers.books`) import the handlers' side, never the reverse."""
+    books = {n for n in imports_of(path) if n == "workers.books" or n.startswith("workers.books.")}
+    assert not books, f"{path.name} imports {sorted(books)}"
+
+
+def test_the_books_and_the_handlers_do_not_import_each_other() -> None:
+    books = imports_of(ROOT / "workers/books.py")
+    assert "workers.handlers.books.Books" in books
+    handlers = set().union(*(imports_of(path) for path in modules("workers/handlers")))
+    assert not any(n == "workers.books" or n.startswith("workers.books.") for n in handlers)
 
 
 def test_the_contract_sees_what_it_checks() -> None:

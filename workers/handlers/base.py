@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from jinja2 import Environment
 
 from models.journal import Transaction
 from models.notifications import Message
 from models.voucherify import Payload
-
-if TYPE_CHECKING:
-    from workers.books import Books
+from workers.handlers.books import Books
 
 
 class PermanentError(Exception):
