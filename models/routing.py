@@ -1,17 +1,57 @@
-"""Which handlers run for which event type: the one table to read or extend.
+"""Which handlers run for which event type, and what each handler is: the one table to read
+or extend.
 
 An event type missing here is stored, listed and replayable, with status `ignored` until a
-handler exists for it.
+handler exists for it. A handler's function is found under its name in
+`workers.handlers.BY_NAME`; everything else the workers know of a handler (the order of
+handlers in a batch, which take the rebuild guard, which a rebuild runs again) is read from
+its declaration here.
 """
 
 from __future__ import annotations
 
-HANDLERS: dict[str, tuple[str, ...]] = {
-    "redemption.succeeded": ("ledger", "loyalty", "notifications"),
-    "customer.reward_redemptions.completed": ("ledger", "loyalty", "notifications"),
-    "redemption.rollback.succeeded": ("ledger",),
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler, as the processing, the rebuild and the operators' commands know it."""
+
+    name: str
+    """Its name in `handler_runs.handler`, and of its function."""
+    rebuilt: tuple[str, ...] = ()
+    """The statuses of its runs that a rebuild folds again, running the handler on books in
+    memory (empty: a rebuild leaves it alone). Such a handler keeps its effects in the books
+    (the ledger, the cards), which a rebuild replaces: it writes them under the rebuild guard
+    (`guarded`)."""
+
+    @property
+    def guarded(self) -> bool:
+        """It must not write while a rebuild runs."""
+        return bool(self.rebuilt)
+
+
+LEDGER = Handler("ledger", rebuilt=("done", "held"))
+LOYALTY = Handler("loyalty", rebuilt=("done",))
+NOTIFICATIONS = Handler("notifications")
+
+ORDER: tuple[Handler, ...] = (LEDGER, LOYALTY, NOTIFICATIONS)
+"""Every handler, in run order within a batch: the books first, then the cards, then what is
+told to people."""
+
+HANDLERS: dict[str, tuple[Handler, ...]] = {
+    "redemption.succeeded": (LEDGER, LOYALTY, NOTIFICATIONS),
+    "customer.reward_redemptions.completed": (LEDGER, LOYALTY, NOTIFICATIONS),
+    "redemption.rollback.succeeded": (LEDGER,),
+}
+
+_NAMES: dict[str, tuple[str, ...]] = {
+    event_type: tuple(handler.name for handler in ORDER if handler in handlers)
+    for event_type, handlers in HANDLERS.items()
 }
 
 
 def handlers_for(event_type: str | None) -> tuple[str, ...]:
-    return HANDLERS.get(event_type or "", ())
+    """The names of the handlers of `event_type`, in run order; () for an event type without
+    handlers."""
+    return _NAMES.get(event_type or "", ())

@@ -23,16 +23,16 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from models.db import eventlog, ledger_store, notification_store, run_store
-from models.routing import handlers_for
+from models.routing import ORDER, handlers_for
 from models.voucherify import Payload, PayloadError, load_json, parse_payload
 from workers.books import SqlBooks
-from workers.handlers import BY_NAME, ORDER
-from workers.handlers.base import Config, Handler, Job, LedgerConflict, PermanentError
+from workers.handlers import BY_NAME
+from workers.handlers.base import Config, Handle, Job, LedgerConflict, PermanentError
 
 log = structlog.get_logger(__name__)
 
 # Handlers whose effects a rebuild recomputes: they must not write while one runs.
-GUARDED = frozenset({"ledger", "loyalty"})
+GUARDED = frozenset(handler.name for handler in ORDER if handler.guarded)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Processor:
         engine: Engine,
         config: Config,
         policy: RetryPolicy,
-        handlers: Mapping[str, Handler] = BY_NAME,
+        handlers: Mapping[str, Handle] = BY_NAME,
     ) -> None:
         self._engine = engine
         self._config = config
@@ -117,8 +117,8 @@ class Processor:
                 )
         types = {row.id: row.type for row in rows}
         groups = [
-            (name, [event for event in events if name in handlers_for(event.type)])
-            for name in ORDER
+            (handler.name, [event for event in events if handler.name in handlers_for(event.type)])
+            for handler in ORDER
         ]
         groups = [(name, group) for name, group in groups if group]
         if events and not failures and self._run_together(groups, types, follow):

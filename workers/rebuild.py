@@ -27,14 +27,16 @@ from models.changes import Rows, Sequences
 from models.db import ledger_store, run_store
 from models.db.books_store import PARTS, Part
 from models.db.digest import DIGESTED, StateDigest
+from models.routing import ORDER
 from models.voucherify import load_json, parse_payload
 from workers.books import MemoryBooks
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Job
 from workers.read_ahead import ReadAhead
 
-FOLDED = {"ledger": ("done", "held"), "loyalty": ("done",)}
-"""The handlers a rebuild runs again, and the statuses of their runs that it folds."""
+FOLDED = {handler.name: handler.rebuilt for handler in ORDER if handler.rebuilt}
+"""The handlers a rebuild runs again, in run order, and the statuses of their runs that it
+folds (`models.routing.Handler.rebuilt`)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def _fold(
     advance: Callable[[int], None],
 ) -> int:
     """Run the handlers of each event on `books`, in receipt order; the events folded."""
-    held: dict[str, Job] = {}
+    held: dict[str, tuple[str, Job]] = {}  # event id -> the handler that held it, its job
     folded = 0
     for page in pages:
         for event in page:
@@ -103,10 +105,11 @@ def _fold(
             job = Job(books, event.id, event.type, payload, body, now, config)
             for name in event.handlers:
                 if BY_NAME[name](job).status == "held":
-                    held[event.id] = job
+                    held[event.id] = (name, job)
             for released in job.released:  # rollbacks that waited for this original
                 if released in held:
-                    BY_NAME["ledger"](held.pop(released))
+                    name, waiting = held.pop(released)
+                    BY_NAME[name](waiting)
         folded += len(page)
         advance(len(page))
     return folded

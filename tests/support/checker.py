@@ -45,7 +45,7 @@ from models.loyalty import (
     observe_reward_redemption,
 )
 from models.notifications import WEBHOOK_RECIPIENT, context, email_address
-from models.routing import handlers_for
+from models.routing import NOTIFICATIONS, handlers_for
 from models.voucherify import (
     parse_payload,
     parse_redemption,
@@ -111,7 +111,7 @@ def expect(
 
 
 def _notifications(event: Event, currency: str, webhook_url: str | None, email: bool) -> set[Key]:
-    if "notifications" not in handlers_for(event.event_type):
+    if NOTIFICATIONS.name not in handlers_for(event.event_type):
         return set()
     payload = parse_payload(event.event_type, event.data)
     values = context(event.event_type, payload, currency)

@@ -17,7 +17,7 @@ from models.identity import identify
 from models.loyalty import CardState
 from tests.conftest import EventLog
 from workers.handlers import BY_NAME
-from workers.handlers.base import Config, Handler
+from workers.handlers.base import Config, Handle
 from workers.processing import Processor, RetryPolicy
 from workers.templates import environment
 
@@ -29,7 +29,7 @@ POLICY = RetryPolicy(max_attempts=3, backoff=0.01, backoff_max=0.01)
 Balances = dict[tuple[str, str], int]
 
 
-def make_processor(engine: Engine, handlers: Mapping[str, Handler] = BY_NAME) -> Processor:
+def make_processor(engine: Engine, handlers: Mapping[str, Handle] = BY_NAME) -> Processor:
     """A Processor built as `workers.runtime.Runtime.processor` builds one."""
     return Processor(engine, CONFIG, POLICY, handlers)
 

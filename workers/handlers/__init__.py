@@ -1,15 +1,14 @@
-"""The handlers by name. Which of them run for which event type: `models.routing.HANDLERS`."""
+"""The handlers' functions by name. Which handlers run for which event type, in which order,
+and what else each is: `models.routing`."""
 
 from __future__ import annotations
 
+from models.routing import LEDGER, LOYALTY, NOTIFICATIONS
 from workers.handlers import ledger, loyalty, notify
-from workers.handlers.base import Handler
+from workers.handlers.base import Handle
 
-BY_NAME: dict[str, Handler] = {
-    "ledger": ledger.handle,
-    "loyalty": loyalty.handle,
-    "notifications": notify.handle,
+BY_NAME: dict[str, Handle] = {
+    LEDGER.name: ledger.handle,
+    LOYALTY.name: loyalty.handle,
+    NOTIFICATIONS.name: notify.handle,
 }
-
-# Run order within a batch: the books first, then the cards, then what is told to people.
-ORDER = ("ledger", "loyalty", "notifications")

@@ -63,4 +63,5 @@ class Outcome:
     note: str | None = None
 
 
-Handler = Callable[[Job], Outcome]
+Handle = Callable[[Job], Outcome]
+"""A handler's function; the handlers themselves are declared in `models.routing`."""
