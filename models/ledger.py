@@ -33,7 +33,6 @@ __all__ = [
     "StackCheck",
     "Transaction",
     "balances",
-    "check_stack",
     "fold",
     "is_conflict",
     "is_order_gross",
@@ -50,32 +49,39 @@ _GROSS_KEY = re.compile(r"order:.+:gross")
 
 @dataclass(frozen=True)
 class StackCheck:
-    """A stack parent against its children: the children's applied amounts sum to its own."""
+    """A stack parent against its children, as booked so far: the children's applied amounts
+    sum to the parent's.
+
+    Each child's order is a running snapshot whose `total_discount_amount` grows from child
+    to child, so only `total_applied_discount_amount` (what that child applied) is summed; a
+    child delivered twice is noted, and so counted, once.
+    """
 
     parent_id: str
-    expected: int
-    """The parent's `order.total_applied_discount_amount`."""
+    expected: int | None
+    """The parent's `order.total_applied_discount_amount`; None while the parent is not seen."""
     booked: int
     """The sum of the children's `order.total_applied_discount_amount`."""
-    children: tuple[str, ...]
+    children: int
+    """How many children are booked."""
 
     @property
     def ok(self) -> bool:
         return self.expected == self.booked
 
     def describe(self) -> str:
+        seen = f"stack {self.parent_id}: {self.children} children booked {self.booked}"
+        if self.expected is None:
+            return f"{seen}, parent not seen yet"
         verdict = "matches" if self.ok else f"differs by {self.expected - self.booked}"
-        return (
-            f"stack {self.parent_id}: {len(self.children)} children booked {self.booked}, "
-            f"parent applied {self.expected}: {verdict}"
-        )
+        return f"{seen}, parent applied {self.expected}: {verdict}"
 
 
 def post_redemption(event: RedemptionSucceeded, currency: str) -> tuple[Transaction, ...]:
     """`redemption.succeeded`: the order gross once per order, then what this redemption applied.
 
     A stack parent posts only the order gross: its children book the discounts, and the
-    parent serves as a check (`check_stack`).
+    parent serves as a check (`StackCheck`).
     """
     _check_currency(currency)
     order = _order(event)
@@ -137,27 +143,6 @@ def money_account(event: RedemptionSucceeded) -> str:
         campaign = tier.campaign_ref or fallback_campaign
         return f"discount:{campaign}" if campaign else f"discount:promotion:{tier.id}"
     raise ValueError(f"{event.redemption.id}: a stack parent has no money account")
-
-
-def check_stack(parent: RedemptionSucceeded, children: Iterable[RedemptionSucceeded]) -> StackCheck:
-    """The children's applied amounts against the parent's; a child seen twice counts once.
-
-    Each child's order is a running snapshot whose `total_discount_amount` grows from child
-    to child, so only `total_applied_discount_amount` (what that child applied) is summed.
-    """
-    if parent.role != "parent":
-        raise ValueError(f"{parent.redemption.id} is not a stack parent")
-    unique: dict[str, RedemptionSucceeded] = {}
-    for child in children:
-        if child.role != "child" or child.redemption.redemption != parent.redemption.id:
-            raise ValueError(f"{child.redemption.id} is not a child of {parent.redemption.id}")
-        unique.setdefault(child.redemption.id, child)
-    return StackCheck(
-        parent_id=parent.redemption.id,
-        expected=_order(parent).total_applied_discount_amount,
-        booked=sum(_order(child).total_applied_discount_amount for child in unique.values()),
-        children=tuple(sorted(unique)),
-    )
 
 
 def post_reward_redemption(event: RewardRedemptionCompleted) -> tuple[Transaction, ...]:

@@ -11,9 +11,9 @@ from models.journal import Journal, asset_totals
 from models.ledger import (
     POINTS,
     Posting,
+    StackCheck,
     Transaction,
     balances,
-    check_stack,
     fold,
     is_conflict,
     post_redemption,
@@ -177,30 +177,25 @@ def test_a_stack_gives_the_same_balances_in_any_arrival_order() -> None:
         assert {k: v for k, v in journal.balances().items() if v} == STACK_BALANCES
 
 
-def test_stack_check_sums_the_childrens_applied_amounts() -> None:
-    parent, children = stack()
-    check = check_stack(parse_redemption(parent), [parse_redemption(c) for c in children])
-    assert (check.expected, check.booked, check.ok) == (1500, 1500, True)
-    assert check.children == ("r_stack_child_1", "r_stack_child_2")
-
-
-def test_stack_check_counts_a_child_seen_twice_once() -> None:
-    parent, children = stack()
-    seen = [parse_redemption(c) for c in (*children, children[0])]
-    assert check_stack(parse_redemption(parent), seen).booked == 1500
+def test_stack_check_compares_the_childrens_applied_amounts_with_the_parents() -> None:
+    """What the ledger handler notes of a stack (the books' sums: tests/test_handlers_books.py)."""
+    check = StackCheck("r_stack_parent", expected=1500, booked=1500, children=2)
+    assert check.ok
+    assert check.describe() == (
+        "stack r_stack_parent: 2 children booked 1500, parent applied 1500: matches"
+    )
 
 
 def test_stack_check_tells_a_missing_child() -> None:
-    parent, children = stack()
-    check = check_stack(parse_redemption(parent), [parse_redemption(children[1])])
+    check = StackCheck("r_stack_parent", expected=1500, booked=500, children=1)
     assert not check.ok
-    assert "differs by 1000" in check.describe()
+    assert check.describe().endswith("parent applied 1500: differs by 1000")
 
 
-def test_stack_check_refuses_a_redemption_of_another_stack() -> None:
-    parent, _ = stack()
-    with pytest.raises(ValueError, match="not a child"):
-        check_stack(parse_redemption(parent), [parse_redemption(seed_redemption())])
+def test_stack_check_tells_a_parent_not_seen_yet() -> None:
+    check = StackCheck("r_stack_parent", expected=None, booked=1000, children=1)
+    assert not check.ok
+    assert check.describe() == ("stack r_stack_parent: 1 children booked 1000, parent not seen yet")
 
 
 # --- customer.reward_redemptions.completed ------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from models.db.redemption_store import Redemption
 from models.journal import Transaction
-from models.ledger import post_redemption, post_reward_redemption, post_rollback
+from models.ledger import StackCheck, post_redemption, post_reward_redemption, post_rollback
 from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
@@ -48,19 +48,8 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
     job.released.extend(released)
     parent_id = payload.redemption.id if role == "parent" else payload.redemption.redemption
     if role in ("parent", "child") and parent_id:
-        return Outcome(note=_stack_note(job, parent_id))
+        return Outcome(note=StackCheck(parent_id, *books.stack(parent_id)).describe())
     return Outcome()
-
-
-def _stack_note(job: Job, parent_id: str) -> str:
-    parent, children_sum, children = job.books.stack(parent_id)
-    if parent is None:
-        return f"stack {parent_id}: {children} children booked {children_sum}, parent not seen yet"
-    verdict = "matches" if parent == children_sum else f"differs by {parent - children_sum}"
-    return (
-        f"stack {parent_id}: {children} children booked {children_sum}, "
-        f"parent applied {parent}: {verdict}"
-    )
 
 
 def _rollback(job: Job, payload: RedemptionRollbackSucceeded) -> Outcome:
