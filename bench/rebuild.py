@@ -13,7 +13,7 @@
    Storing and processing are split over `--jobs` processes; the events of one card or one
    stack go to the same process, in receipt order.
 3. Every event processed by `workers.processing.Processor`, in batches of `--batch`, built as
-   `workers.runtime.Runtime` builds it but with no notification channel (email off, no webhook
+   `workers.wiring.Runtime` builds it but with no notification channel (email off, no webhook
    URL): ledger, loyalty and the notifications handler (which plans nothing) all run, as live.
    Then every event must be `processed`. This is slow (tens of events/s per process on a busy
    2-core machine: about 35 to 45 minutes for 100,000), so `--fill rebuild` instead records
@@ -203,7 +203,7 @@ def new_event(event_type: str, data: dict[str, Any], event_id: str) -> NewEvent:
 
 
 def config() -> Config:
-    """What `workers.runtime.Runtime.config` builds, with every notification channel off."""
+    """What `workers.wiring.Runtime.config` builds, with every notification channel off."""
     return Config(currency=CURRENCY, templates=environment(None), email=False, webhook_url=None)
 
 

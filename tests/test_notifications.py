@@ -20,10 +20,10 @@ from tests.support.services import free_port
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION
-from workers.delivery import deliver_all
 from workers.handlers.base import Config
+from workers.notification_channels import EmailSender, SendError, WebhookSender, message_id
+from workers.notification_sending import deliver_all
 from workers.processing import Processor, RetryPolicy
-from workers.senders import EmailSender, SendError, WebhookSender, message_id
 from workers.templates import environment
 
 POLICY = RetryPolicy(max_attempts=3, backoff=0.01, backoff_max=0.01)

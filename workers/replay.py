@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 
 from models.db import eventlog, notification_store, run_store
 from models.routing import handlers_for
-from workers.delivery import deliver_all
+from workers.notification_channels import Sender
+from workers.notification_sending import deliver_all
 from workers.processing import Processor, RetryPolicy
-from workers.senders import Sender
 
 CHUNK = 100
 

@@ -6,9 +6,9 @@ import structlog
 from celery import Celery
 
 from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATIONS
-from workers.delivery import deliver_all
+from workers.notification_sending import deliver_all
 from workers.processing import FollowUp
-from workers.runtime import Runtime
+from workers.wiring import Runtime
 
 log = structlog.get_logger(__name__)
 

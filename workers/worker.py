@@ -12,9 +12,9 @@ from models.db.engine import make_engine
 from workers import tasks
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
 from workers.retention import RETENTION_EVERY, AtMostEvery, purge_expired
-from workers.runtime import Runtime
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
+from workers.wiring import Runtime
 
 
 def run(settings: Settings, *, concurrency: int | None = None, pool: str | None = None) -> None:

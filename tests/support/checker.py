@@ -55,7 +55,7 @@ from models.voucherify import (
 )
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
-from workers.senders import message_id
+from workers.notification_channels import message_id
 
 REPORT_ENV = "VOUCHERHOOK_RELIABILITY_REPORT"
 Key = tuple[str, str, str]

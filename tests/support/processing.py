@@ -30,7 +30,7 @@ Balances = dict[tuple[str, str], int]
 
 
 def make_processor(engine: Engine, handlers: Mapping[str, Handle] = BY_NAME) -> Processor:
-    """A Processor built as `workers.runtime.Runtime.processor` builds one."""
+    """A Processor built as `workers.wiring.Runtime.processor` builds one."""
     return Processor(engine, CONFIG, POLICY, handlers)
 
 

@@ -8,8 +8,8 @@ import time
 from workers import output
 from workers.commands import connect
 from workers.rebuild import rebuild
-from workers.runtime import Runtime
 from workers.settings import Settings
+from workers.wiring import Runtime
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

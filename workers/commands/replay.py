@@ -9,8 +9,8 @@ from workers import output
 from workers.commands import CommandError, connect
 from workers.processing import Processor, RetryPolicy
 from workers.replay import pending_work, replay
-from workers.runtime import Runtime
 from workers.settings import Settings
+from workers.wiring import Runtime
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

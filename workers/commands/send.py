@@ -10,8 +10,8 @@ import httpx
 
 from workers import sample_events
 from workers.commands import CommandError
-from workers.send import post
 from workers.settings import Settings
+from workers.sign_and_post import post
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:

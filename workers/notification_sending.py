@@ -11,8 +11,8 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from models.db import notification_store
+from workers.notification_channels import Sender, Undeliverable
 from workers.processing import RetryPolicy
-from workers.senders import Sender, Undeliverable
 
 log = structlog.get_logger(__name__)
 

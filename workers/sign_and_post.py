@@ -1,16 +1,10 @@
-"""`voucherhook send`: sign a payload the way Voucherify does and POST it."""
+"""Sign a payload the way Voucherify does and POST it: what `voucherhook send` does."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import httpx
 
 from receiver.signature import HEADER, sign
-
-
-def send(path: Path, url: str, secret: bytes, event_type: str | None = None) -> httpx.Response:
-    return post(path.read_bytes(), url, secret, event_type)
 
 
 def post(body: bytes, url: str, secret: bytes, event_type: str | None = None) -> httpx.Response:

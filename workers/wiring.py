@@ -1,4 +1,6 @@
-"""What a worker process needs at hand, built once per process from the settings."""
+"""What a worker process needs at hand, wired up once per process from the settings: its
+database engine, the retry policy, the handlers' configuration, the processor, and the
+notification channels (`workers.notification_channels`) its settings turn on."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from sqlalchemy import Engine
 
 from models.db.engine import make_engine
 from workers.handlers.base import Config
+from workers.notification_channels import EmailSender, Sender, WebhookSender
 from workers.processing import Processor, RetryPolicy
-from workers.senders import EmailSender, Sender, WebhookSender
 from workers.settings import Settings
 from workers.templates import environment
 
