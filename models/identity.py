@@ -15,21 +15,20 @@ confirm a type but never change an identity or re-type an event.
   hash of its signed form (the bytes the signature matched), so whitespace, padding or a
   different URL cannot give one signed delivery a second identity.
 
-Parsing tries orjson first (three times faster than json on a delivery) and leaves every body
-it refuses to json.loads, so what is JSON, and each quarantine reason, is json.loads' verdict.
+Parsing and the envelope test are the wire format's (`models.voucherify.parse_json`,
+`is_envelope`): orjson first (three times faster than json on a delivery), every body it refuses
+left to json.loads, so what is JSON, and each quarantine reason, is json.loads' verdict.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
 from models.routing import handlers_for
+from models.voucherify import is_envelope, parse_json
 
 Status = Literal["pending", "ignored", "quarantined"]
 
@@ -77,14 +76,14 @@ def identify(body: bytes, path_type: str | None = None) -> Identified:
     """Classify a delivery whose signature was verified over `body` (its signed form)."""
     claimed = path_type if path_type is not None and EVENT_TYPE.match(path_type) else None
     try:
-        payload = _parse(body)
+        payload = parse_json(body)
     except (ValueError, RecursionError) as exc:
         return _quarantine(_sha(body), claimed, f"body is not JSON ({_short(exc)})")
     if not isinstance(payload, dict):
         return _quarantine(
             _sha(body), claimed, f"body is JSON but not an object ({_kind(payload)})"
         )
-    if _is_envelope(payload):
+    if is_envelope(payload):
         return _from_envelope(payload, body)
     return _from_raw(payload, body, path_type, claimed)
 
@@ -135,19 +134,6 @@ def _from_raw(
         event_id,
         claimed,
         f"the URL says {claimed} but the body is {found}: check the URL this distribution sends to",
-    )
-
-
-def _parse(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
-def _is_envelope(payload: dict[str, Any]) -> bool:
-    return isinstance(payload.get("data"), dict) and (
-        isinstance(payload.get("event"), dict) or isinstance(payload.get("type"), str)
     )
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "event_data",
     "is_envelope",
     "load_json",
+    "parse_json",
     "parse_payload",
     "parse_redemption",
     "parse_reward_redemption",
@@ -83,24 +84,27 @@ class PayloadError(ValueError):
         return cls([(path, why)], event_type=event_type)
 
 
+def parse_json(raw: bytes | str) -> Any:
+    """Any JSON value; what is JSON is json.loads' verdict (ValueError or RecursionError).
+
+    orjson is several times faster (a rebuild parses the whole log, the receiver every
+    delivery); what it refuses (numbers beyond 64 bits, deep nesting) goes to json.loads.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
 def load_json(raw: bytes | str) -> dict[str, Any]:
     """A stored body as a JSON object, or a PayloadError saying why it is not one."""
     try:
-        # orjson is several times faster (a rebuild parses the whole log); what it refuses
-        # (numbers beyond 64 bits, deep nesting) json still reads.
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = _json_fallback(raw)
+        body = parse_json(raw)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError.at(WHOLE, f"not JSON ({type(exc).__name__})") from None
     if not isinstance(body, dict):
         raise PayloadError.at(WHOLE, "not a JSON object")
     return body
-
-
-def _json_fallback(raw: bytes | str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError.at(WHOLE, f"not JSON ({type(exc).__name__})") from None
 
 
 def is_envelope(body: Mapping[str, Any]) -> bool:
