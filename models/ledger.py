@@ -25,6 +25,7 @@ from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
+    paid_points,
 )
 
 __all__ = [
@@ -105,10 +106,7 @@ def post_redemption(event: RedemptionSucceeded, currency: str) -> tuple[Transact
         )
     voucher = event.voucher
     if voucher is not None and voucher.kind == "loyalty":
-        points = event.redemption.amount
-        if points is None or points < 0:
-            why = "field required" if points is None else "negative"
-            raise PayloadError.at("redemption.amount", f"{why}: the points a loyalty card paid")
+        points = paid_points(event)
         if points:
             booked.append(
                 _move(

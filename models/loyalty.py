@@ -18,6 +18,7 @@ from models.voucherify import (
     RedemptionSucceeded,
     RewardRedemptionCompleted,
     Voucher,
+    paid_points,
 )
 
 
@@ -170,10 +171,7 @@ def observe_redemption(event: RedemptionSucceeded, at: datetime) -> CardObservat
     voucher = event.voucher
     if voucher is None or voucher.kind != "loyalty":
         return None
-    points = event.redemption.amount
-    if points is None or points < 0:
-        why = "field required" if points is None else "negative"
-        raise PayloadError.at("redemption.amount", f"{why}: the points a loyalty card paid")
+    points = paid_points(event)
     return _observe(
         voucher,
         holders=(

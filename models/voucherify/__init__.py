@@ -50,6 +50,7 @@ __all__ = [
     "event_data",
     "is_envelope",
     "load_json",
+    "paid_points",
     "parse_json",
     "parse_payload",
     "parse_redemption",
@@ -140,6 +141,16 @@ def parse_reward_redemption(body: Mapping[str, Any]) -> RewardRedemptionComplete
 
 def parse_rollback(body: Mapping[str, Any]) -> RedemptionRollbackSucceeded:
     return _parse(RedemptionRollbackSucceeded, body, "redemption.rollback.succeeded")
+
+
+def paid_points(event: RedemptionSucceeded) -> int:
+    """The points a loyalty card paid in a redemption (`redemption.amount`), or a
+    PayloadError when they are missing or negative."""
+    points = event.redemption.amount
+    if points is None or points < 0:
+        why = "field required" if points is None else "negative"
+        raise PayloadError.at("redemption.amount", f"{why}: the points a loyalty card paid")
+    return points
 
 
 def source_timestamp(body: Mapping[str, Any], payload: Payload) -> datetime:
