@@ -12,3 +12,9 @@ EVENT_STATUSES: tuple[EventStatus, ...] = get_args(EventStatus)
 NotificationStatus = Literal["pending", "sending", "sent", "failed"]
 """sending: claimed by a worker and committed before the send, so never sent twice."""
 NOTIFICATION_STATUSES: tuple[NotificationStatus, ...] = get_args(NotificationStatus)
+
+RunStatus = Literal["running", "done", "failed", "held"]
+"""A handler's run on one event: running (claimed, its effects not committed yet), done,
+failed (kept failing; the error and traceback are kept), held (waiting for another event, e.g.
+a rollback for its original)."""
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)

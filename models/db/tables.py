@@ -85,7 +85,7 @@ handler_runs = Table(
     metadata,
     Column("event_id", String(255), primary_key=True),
     Column("handler", String(32), primary_key=True),
-    # done | failed | held (waiting for another event, e.g. a rollback's original)
+    # One of models.statuses.RUN_STATUSES: running | done | failed | held.
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
