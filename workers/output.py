@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -23,10 +23,9 @@ def _default(value: object) -> str:
 
 
 def utc(value: datetime | None) -> str | None:
-    """An ISO 8601 UTC time for output; a stored time without a zone is UTC."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    """A stored time for output, in ISO 8601 (stored times are read in UTC:
+    `models.db.tables.UtcDateTime`)."""
+    return value.isoformat() if value is not None else None
 
 
 def print_json(value: Any) -> None:

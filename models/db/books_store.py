@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, select
+from sqlalchemy import Connection, Table, select
 
 from models.changes import Key, Values
 from models.db import bulk_io as bulk
@@ -48,14 +48,7 @@ class Part:
         if self.sequence:
             stmt = stmt.order_by(self.table.c.seq)
         width = len(self.key)
-        naive = [
-            width + n
-            for n, name in enumerate(self.values)
-            if isinstance(self.table.c[name].type, DateTime)
-        ]
         for rows in bulk.stream(conn, stmt, size):
-            if naive and conn.dialect.name == "sqlite":
-                rows = [_in_utc(row, naive) for row in rows]
             if width == 1:
                 yield [(row[0], row[1:]) for row in rows]
             else:
@@ -86,15 +79,6 @@ class Part:
         if self.stamp:
             row[self.stamp] = at
         return row
-
-
-def _in_utc(row: Sequence[Any], positions: list[int]) -> tuple[Any, ...]:
-    """SQLite keeps no zone: every stored time is UTC."""
-    values = list(row)
-    for n in positions:
-        if isinstance(values[n], datetime) and values[n].tzinfo is None:
-            values[n] = values[n].replace(tzinfo=UTC)
-    return tuple(values)
 
 
 TRANSACTIONS = Part(ledger_transactions, ("key",), ("event_id", "digest", "memo"), "booked_at")

@@ -79,16 +79,11 @@ def all_cards(conn: Connection) -> list[CardState]:
 
 
 def _state(row: Any) -> CardState:
-    as_of = row.as_of
-    if as_of.tzinfo is None:  # SQLite keeps no zone; every stored time is UTC
-        from datetime import UTC
-
-        as_of = as_of.replace(tzinfo=UTC)
     return CardState(
         card_id=row.card_id,
         customer_id=row.customer_id,
         balance=int(row.balance),
-        as_of=as_of,
+        as_of=row.as_of,
         points_spent=int(row.points_spent),
         events=int(row.events),
         flags=tuple(row.flags or ()),

@@ -217,8 +217,6 @@ def backlog(conn: Connection, now: datetime) -> tuple[int, int, float]:
     oldest = conn.execute(
         select(func.min(events.c.received_at)).where(events.c.status == "pending")
     ).scalar_one()
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=now.tzinfo)
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return int(pending), int(undispatched), max(age, 0.0)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,6 +19,8 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -24,6 +29,29 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A time with its zone: read back as an aware UTC datetime on every database.
+
+    PostgreSQL keeps `timestamp with time zone`. SQLite keeps text without a zone, read back
+    naive: every time is written in UTC, so a naive one read is UTC. The storage type is
+    `DateTime(timezone=True)` either way, as the migrations create it.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value
+
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants a BIGINT for a log.
 Seq = BigInteger().with_variant(Integer(), "sqlite")
@@ -38,7 +66,7 @@ events = Table(
     Column("type", String(255), nullable=True),
     # One of models.statuses.EVENT_STATUSES.
     Column("status", String(16), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
     # Exactly the bytes that arrived; the signature was verified over them.
     Column("body", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
@@ -49,10 +77,10 @@ events = Table(
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     # Outbox: when the event was last handed to the broker (NULL: never).
-    Column("dispatched_at", DateTime(timezone=True), nullable=True),
-    Column("processed_at", DateTime(timezone=True), nullable=True),
+    Column("dispatched_at", UtcDateTime(), nullable=True),
+    Column("processed_at", UtcDateTime(), nullable=True),
     # When its personal data was removed (purge, forget-customer); NULL: never.
-    Column("redacted_at", DateTime(timezone=True), nullable=True),
+    Column("redacted_at", UtcDateTime(), nullable=True),
     Index("ix_events_status_seq", "status", "seq"),
     Index("ix_events_type_seq", "type", "seq"),
     Index("ix_events_received_at", "received_at"),
@@ -90,7 +118,7 @@ handler_runs = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
     Column("traceback", Text, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_handler_runs_status", "status"),
 )
 
@@ -104,7 +132,7 @@ ledger_transactions = Table(
     # sha256 of the sorted postings: the same key with another digest is a conflict.
     Column("digest", String(64), nullable=False),
     Column("memo", Text, nullable=False, server_default=""),
-    Column("booked_at", DateTime(timezone=True), nullable=False),
+    Column("booked_at", UtcDateTime(), nullable=False),
     Index("ix_ledger_transactions_event_id", "event_id"),
 )
 
@@ -129,7 +157,7 @@ ledger_conflicts = Table(
     Column("booked_digest", String(64), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("postings", JSON, nullable=False),
-    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("detected_at", UtcDateTime(), nullable=False),
     Index("ix_ledger_conflicts_key_digest", "key", "digest", unique=True),
 )
 
@@ -163,12 +191,12 @@ loyalty_cards = Table(
     Column("card_id", String(255), primary_key=True),
     Column("customer_id", String(255), nullable=False),
     Column("balance", BigInteger, nullable=False),
-    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("as_of", UtcDateTime(), nullable=False),
     Column("balance_source", String(255), nullable=False, server_default=""),
     Column("points_spent", BigInteger, nullable=False),
     Column("events", Integer, nullable=False),
     Column("flags", JSON, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 # What each Voucherify object did to a card, once, whichever delivery reported it.
@@ -197,11 +225,11 @@ notifications = Table(
     Column("body", Text, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     # When it should go out: when planned, then when its retry is due. A pending delivery
     # long past due lost its send message (a broker restart); the sweep queues it again.
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
     Index(
         "ix_notifications_source_id_channel_recipient",
         "source_id",
