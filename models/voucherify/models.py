@@ -240,6 +240,12 @@ class RewardRedemptionCompleted(Model):
         return []
 
 
+class RolledBackRedemption(Redemption):
+    """The original redemption as a rollback event carries it, with its order."""
+
+    order: OrderStatus | None = None
+
+
 class RedemptionRollback(Model):
     id: Id
     date: Timestamp | None = None
@@ -254,7 +260,7 @@ class RedemptionRollback(Model):
 class RedemptionRollbackSucceeded(Model):
     """`redemption.rollback.succeeded`: the original in `redemption`, the rollback beside it."""
 
-    redemption: Redemption | None = None
+    redemption: RolledBackRedemption | None = None
     redemption_rollback: RedemptionRollback
     order: OrderStatus | None = None
     created_at: Timestamp | None = None
@@ -268,6 +274,15 @@ class RedemptionRollbackSucceeded(Model):
         if original is None:
             raise ValueError("a rollback without its original (parse_payload reports it)")
         return original
+
+    @property
+    def order_id(self) -> str | None:
+        """The rolled-back order: the original redemption's, else the rollback's view of it."""
+        original = self.redemption.order if self.redemption else None
+        if original is not None and original.id:
+            return original.id
+        rolled = self.redemption_rollback.order or self.order
+        return rolled.id if rolled is not None and rolled.id else None
 
     @property
     def order_cancelled(self) -> bool:

@@ -59,24 +59,13 @@ def _rollback(job: Job, payload: RedemptionRollbackSucceeded) -> Outcome:
     if not books.redemption_seen(original_id):
         books.hold(original_id, job.event_id)
         return Outcome("held", f"held: waiting for the original redemption {original_id}")
-    order_id = _order_id(payload)
-    original = books.transactions_of_redemption(original_id, order_id)
+    original = books.transactions_of_redemption(original_id, payload.order_id)
     try:
         transactions = post_rollback(payload, original)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     _book(job, transactions)
     return Outcome()
-
-
-def _order_id(payload: RedemptionRollbackSucceeded) -> str | None:
-    original = payload.redemption
-    order = getattr(original, "order", None) if original else None
-    order_id = getattr(order, "id", None)
-    if order_id:
-        return str(order_id)
-    rolled = payload.redemption_rollback.order or payload.order
-    return rolled.id if rolled and rolled.id else None
 
 
 def _book(job: Job, transactions: tuple[Transaction, ...]) -> None:
