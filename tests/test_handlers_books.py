@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from models.db import card_store, ledger_store
+from models.db import ledger_store
 from models.identity import identify
 from models.loyalty import CardState
 from models.routing import LEDGER, ORDER, handlers_for
 from models.voucherify import parse_payload
+from tests.support import stores
 from tests.support.processing import CONFIG, Balances, nonzero
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
@@ -133,7 +134,7 @@ class Ledger:
         if self.engine is None:
             return dict(self.memory.cards)
         with self.engine.connect() as conn:
-            return {state.card_id: state for state in card_store.all_cards(conn)}
+            return {state.card_id: state for state in stores.all_cards(conn)}
 
     def card(self, card_id: str) -> CardState:
         return self.cards()[card_id]

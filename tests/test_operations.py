@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from models.db import ledger_store, notification_store
+from models.db import notification_store
 from models.db.eventlog import NewEvent, insert_new
 from models.db.tables import events, handler_runs, notifications
 from models.identity import identify
@@ -33,15 +33,17 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.voucherify import (
+from models.voucherify import source_timestamp
+from receiver.signature import HEADER, sign
+from tests.conftest import EventLog
+from tests.support import stores
+from tests.support.payloads import (
+    dumps,
     parse_redemption,
     parse_reward_redemption,
     parse_rollback,
-    source_timestamp,
+    reward_redemption,
 )
-from receiver.signature import HEADER, sign
-from tests.conftest import EventLog
-from tests.support.payloads import dumps, reward_redemption
 from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook, worker_env
 from tests.support.processing import balances, cards, nonzero
 from tests.support.services import free_port, wait_for
@@ -523,7 +525,7 @@ def test_a_rebuild_puts_back_a_ledger_that_drifted_from_the_log(
     process_live(db, store_all(db, log))
     live = live_digest(db)
     with db.begin() as conn:  # a person "fixed" the books by hand
-        ledger_store.clear(conn)
+        stores.clear_ledger(conn)
 
     rebuilt = cli_json(base_env(postgres_url, redis_url), "rebuild", "--json")
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, Table, delete, insert, select, update
 
-from models.db import ledger_store
 from models.db.books_store import PARTS
 from models.db.engine import make_engine
 from models.db.tables import (
@@ -23,6 +22,7 @@ from models.db.tables import (
     loyalty_movements,
 )
 from tests.conftest import EventLog
+from tests.support import stores
 from tests.test_operations import QUIET, event_log, live_digest, process_live, store_all
 from workers.rebuild import rebuild
 
@@ -129,7 +129,7 @@ def test_rows_edited_by_hand_are_put_back_and_nothing_else_is_written(books: Eng
 def test_a_rebuild_into_empty_books_writes_them_all(books: Engine) -> None:
     live, right = live_digest(books), contents(books)
     with books.begin() as conn:
-        ledger_store.clear(conn)
+        stores.clear_ledger(conn)
         conn.execute(delete(loyalty_movements))
         conn.execute(delete(loyalty_cards))
 

@@ -14,7 +14,7 @@ import httpx
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
 from models.loyalty import fold_observations, observe_reward_redemption
-from models.voucherify import parse_redemption, parse_reward_redemption, source_timestamp
+from models.voucherify import source_timestamp
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import (
@@ -24,6 +24,8 @@ from tests.support.payloads import (
     envelope,
     example,
     example_bytes,
+    parse_redemption,
+    parse_reward_redemption,
     reward_redemption,
 )
 from tests.support.processes import SECRET, Receiver, Worker, voucherhook, worker_env

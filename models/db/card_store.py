@@ -72,12 +72,6 @@ def save(conn: Connection, state: CardState, at: datetime) -> None:
     )
 
 
-def all_cards(conn: Connection) -> list[CardState]:
-    return [
-        _state(row) for row in conn.execute(select(loyalty_cards).order_by(loyalty_cards.c.card_id))
-    ]
-
-
 def _state(row: Any) -> CardState:
     return CardState(
         card_id=row.card_id,

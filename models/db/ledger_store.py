@@ -16,7 +16,6 @@ from models.db.tables import (
     ledger_conflicts,
     ledger_holds,
     ledger_postings,
-    ledger_redemptions,
     ledger_transactions,
 )
 from models.journal import Posting, Transaction
@@ -179,8 +178,3 @@ def balances(conn: Connection, prefix: str | None = None) -> list[tuple[str, str
         stmt = stmt.where(ledger_postings.c.account.startswith(prefix, autoescape=True))
     rows = conn.execute(stmt.order_by(ledger_postings.c.account, ledger_postings.c.asset))
     return [(account, asset, int(total)) for account, asset, total in rows]
-
-
-def clear(conn: Connection) -> None:
-    for table in (ledger_postings, ledger_transactions, ledger_holds, ledger_redemptions):
-        conn.execute(delete(table))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -153,7 +153,3 @@ def for_event(conn: Connection, event_id: str) -> list[Any]:
             .order_by(notifications.c.seq)
         )
     )
-
-
-def since(at: datetime, seconds: float) -> datetime:
-    return at - timedelta(seconds=seconds)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, delete, or_, select, text, update
+from sqlalchemy import Connection, bindparam, case, or_, select, text, update
 
 from models.db import bulk_io as bulk
 from models.db.batch_sql import among, as_json, insert_many, rows_from
@@ -117,11 +117,6 @@ def for_event(conn: Connection, event_id: str) -> list[Any]:
             .order_by(handler_runs.c.handler)
         )
     )
-
-
-def forget(conn: Connection, handlers: tuple[str, ...]) -> None:
-    """Drop the runs of these handlers (a rebuild runs them again from the log)."""
-    conn.execute(delete(handler_runs).where(handler_runs.c.handler.in_(handlers)))
 
 
 def reset_failed(conn: Connection, event_ids: list[str]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -53,9 +53,6 @@ __all__ = [
     "paid_points",
     "parse_json",
     "parse_payload",
-    "parse_redemption",
-    "parse_reward_redemption",
-    "parse_rollback",
     "parse_timestamp",
     "source_timestamp",
 ]
@@ -68,8 +65,6 @@ EVENT_MODELS: dict[str, type[Payload]] = {
 
 WHOLE = "(payload)"
 """The path named when the problem is the payload as a whole."""
-
-P = TypeVar("P", RedemptionSucceeded, RewardRedemptionCompleted, RedemptionRollbackSucceeded)
 
 
 class PayloadError(ValueError):
@@ -131,18 +126,6 @@ def parse_payload(event_type: str, body: Mapping[str, Any]) -> Payload:
     return _validate(model, body, event_type)
 
 
-def parse_redemption(body: Mapping[str, Any]) -> RedemptionSucceeded:
-    return _parse(RedemptionSucceeded, body, "redemption.succeeded")
-
-
-def parse_reward_redemption(body: Mapping[str, Any]) -> RewardRedemptionCompleted:
-    return _parse(RewardRedemptionCompleted, body, "customer.reward_redemptions.completed")
-
-
-def parse_rollback(body: Mapping[str, Any]) -> RedemptionRollbackSucceeded:
-    return _parse(RedemptionRollbackSucceeded, body, "redemption.rollback.succeeded")
-
-
 def paid_points(event: RedemptionSucceeded) -> int:
     """The points a loyalty card paid in a redemption (`redemption.amount`), or a
     PayloadError when they are missing or negative."""
@@ -172,12 +155,6 @@ def source_timestamp(body: Mapping[str, Any], payload: Payload) -> datetime:
             except ValueError:
                 continue  # a malformed envelope time: try the next source
     raise PayloadError.at("created_at", "no usable source timestamp in the payload or envelope")
-
-
-def _parse(model: type[P], body: Mapping[str, Any], event_type: str) -> P:
-    payload = _validate(model, body, event_type)
-    assert isinstance(payload, model)
-    return payload
 
 
 def _validate(model: type[Payload], body: Mapping[str, Any], event_type: str) -> Payload:

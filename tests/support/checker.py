@@ -32,7 +32,6 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from models.db import card_store
 from models.db.tables import events, ledger_conflicts, ledger_postings, ledger_transactions
 from models.db.tables import notifications as notifications_table
 from models.journal import Transaction, fold
@@ -46,13 +45,9 @@ from models.loyalty import (
 )
 from models.notifications import WEBHOOK_RECIPIENT, context, email_address
 from models.routing import NOTIFICATIONS, handlers_for
-from models.voucherify import (
-    parse_payload,
-    parse_redemption,
-    parse_reward_redemption,
-    parse_rollback,
-    source_timestamp,
-)
+from models.voucherify import parse_payload, source_timestamp
+from tests.support import stores
+from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
 from workers.notification_channels import message_id
@@ -412,7 +407,7 @@ def _card_figures(conn: Any, expected: Expected, problems: list[str]) -> int:
             f"{card.points_spent} points spent, {card.events} events"
         )
 
-    actual = {card.card_id: card for card in card_store.all_cards(conn)}
+    actual = {card.card_id: card for card in stores.all_cards(conn)}
     wrong = {
         card_id: f"{figures(actual.get(card_id))} instead of {figures(want)}"
         for card_id, want in expected.cards.items()

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from models.voucherify import (
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+    parse_payload,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "voucherify"
@@ -74,3 +82,24 @@ def reward_redemption(
     data["reward_redemption"].update(id=rewr_id, voucher_id=card_id, created_at=at, updated_at=at)
     data["reward_assignment"]["parameters"]["loyalty"]["points"] = points
     return data
+
+
+def parse_redemption(body: Mapping[str, Any]) -> RedemptionSucceeded:
+    """A `redemption.succeeded` payload, as the workers parse it."""
+    payload = parse_payload(REDEMPTION, body)
+    assert isinstance(payload, RedemptionSucceeded)
+    return payload
+
+
+def parse_reward_redemption(body: Mapping[str, Any]) -> RewardRedemptionCompleted:
+    """A `customer.reward_redemptions.completed` payload, as the workers parse it."""
+    payload = parse_payload(REWARD_REDEMPTION, body)
+    assert isinstance(payload, RewardRedemptionCompleted)
+    return payload
+
+
+def parse_rollback(body: Mapping[str, Any]) -> RedemptionRollbackSucceeded:
+    """A `redemption.rollback.succeeded` payload, as the workers parse it."""
+    payload = parse_payload("redemption.rollback.succeeded", body)
+    assert isinstance(payload, RedemptionRollbackSucceeded)
+    return payload

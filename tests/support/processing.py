@@ -16,6 +16,7 @@ from models.db.tables import ledger_transactions
 from models.identity import identify
 from models.loyalty import CardState
 from tests.conftest import EventLog
+from tests.support import stores
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Handle
 from workers.processing import Processor, RetryPolicy
@@ -88,7 +89,7 @@ def card(engine: Engine, card_id: str) -> CardState | None:
 
 def cards(engine: Engine) -> list[CardState]:
     with engine.connect() as conn:
-        return card_store.all_cards(conn)
+        return stores.all_cards(conn)
 
 
 def runs(engine: Engine, event_id: str) -> dict[str, Any]:

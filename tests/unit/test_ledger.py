@@ -20,12 +20,8 @@ from models.ledger import (
     post_reward_redemption,
     post_rollback,
 )
-from models.voucherify import (
-    PayloadError,
-    parse_redemption,
-    parse_reward_redemption,
-    parse_rollback,
-)
+from models.voucherify import PayloadError
+from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
 from tests.unit.recorded import (
     STACK_ORDER,
     Json,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from models.journal import asset_totals
 from models.ledger import Transaction, fold, post_redemption, post_rollback
-from models.voucherify import parse_redemption, parse_rollback
+from tests.support.payloads import parse_redemption, parse_rollback
 from tests.unit.recorded import Json, redemption, rollback
 
 USD = "USD"

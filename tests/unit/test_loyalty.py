@@ -18,12 +18,8 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.voucherify import (
-    PayloadError,
-    parse_redemption,
-    parse_reward_redemption,
-    source_timestamp,
-)
+from models.voucherify import PayloadError, source_timestamp
+from tests.support.payloads import parse_redemption, parse_reward_redemption
 from tests.unit.recorded import redemption, seed_redemption, seed_reward_redemption, stack
 
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"

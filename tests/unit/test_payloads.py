@@ -13,12 +13,10 @@ from models.voucherify import (
     event_data,
     load_json,
     parse_payload,
-    parse_redemption,
-    parse_reward_redemption,
-    parse_rollback,
     parse_timestamp,
     source_timestamp,
 )
+from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
 from tests.unit.recorded import (
     REDEMPTION,
     REWARD_REDEMPTION,

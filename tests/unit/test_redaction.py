@@ -27,17 +27,10 @@ from models.redaction import (
     scrub_text,
     search_terms,
 )
-from models.voucherify import (
-    EVENT_MODELS,
-    Payload,
-    parse_payload,
-    parse_redemption,
-    parse_rollback,
-    source_timestamp,
-)
+from models.voucherify import EVENT_MODELS, Payload, parse_payload, source_timestamp
 from models.voucherify import RedemptionSucceeded as Redeemed
 from models.voucherify import RewardRedemptionCompleted as Rewarded
-from tests.support.payloads import FIXTURES
+from tests.support.payloads import FIXTURES, parse_redemption, parse_rollback
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
 
