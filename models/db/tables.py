@@ -1,4 +1,5 @@
-"""Table definitions: the event log (which doubles as the transactional outbox)."""
+"""Table definitions: the event log (which doubles as the transactional outbox) and the books;
+every time column is a `UtcDateTime`."""
 
 from __future__ import annotations
 
