@@ -1,5 +1,6 @@
-"""Table definitions: the event log (which doubles as the transactional outbox) and the books;
-every time column is a `UtcDateTime`."""
+"""Table definitions: the event log (which doubles as the transactional outbox), the handler
+runs, the books (ledger and loyalty cards) and the notifications; every time column is a
+`UtcDateTime`."""
 
 from __future__ import annotations
 
