@@ -749,11 +749,11 @@ FAILURES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "a bad --since": (
         ("events", "list", "--since", "yesterday"),
-        "voucherhook: argument --since: 'yesterday' is not an ISO 8601 time",
+        "voucherhook: argument --since: 'yesterday' is not an ISO 8601 date or time",
     ),
     "a bad --until": (
         ("replay", "--until", "2024-13-45"),
-        "voucherhook: argument --until: '2024-13-45' is not an ISO 8601 time",
+        "voucherhook: argument --until: '2024-13-45' is not an ISO 8601 date or time",
     ),
     "an unknown --status": (
         ("replay", "--status", "bogus"),
