@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +52,8 @@ def _command(name: str) -> Command:
 
 
 def _version() -> str:
+    import importlib.metadata  # only for --version: reading package metadata takes a while
+
     try:
         return importlib.metadata.version("voucherhook")
     except importlib.metadata.PackageNotFoundError:
