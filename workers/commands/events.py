@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from models.db import eventlog, ledger_store, notification_store, run_store
-from models.identity import identify
 from workers import output
 from workers.commands import CommandError, connect, notifications
 from workers.output import utc
@@ -162,6 +161,8 @@ def _short(text: str | None, width: int = 60) -> str | None:
 def cmd_events_retype(args: argparse.Namespace, settings: Settings) -> int:
     """A raw delivery quarantined because its URL named the wrong type (a distribution
     misconfigured): give it the right one, if its body has that type's shape."""
+    from models.identity import identify  # the payload models: only this command needs them
+
     engine = connect(settings)
     with engine.begin() as conn:
         row = eventlog.get(conn, args.event_id)
