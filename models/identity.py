@@ -7,10 +7,10 @@ confirm a type but never change an identity or re-type an event.
   the envelope's send-out `id`; else the type plus the id of the object inside; else a hash.
   The URL path plays no part.
 - A raw payload (a distribution's "raw payload" option) has no envelope: its kind is read from
-  its shape (`RAW_KINDS`: a rollback holds `redemption_rollback`, a reward redemption holds
-  `reward_redemption`, …) and its identity is that kind plus the object's id. The URL's type
-  must agree with the shape; a body whose shape contradicts the URL, or that has no known
-  shape while the URL names a type with handlers, is quarantined, never booked.
+  its shape (`RAW_KINDS`, `_raw_kind`: a rollback holds `redemption_rollback`, a reward
+  redemption holds `reward_redemption`, …) and its identity is that kind plus the object's id.
+  The URL's type must agree with the shape; a body whose shape contradicts the URL, or that
+  has no known shape while the URL names a type with handlers, is quarantined, never booked.
 - A body that is not a JSON object, or a raw payload of no known shape, is identified by a
   hash of its signed form (the bytes the signature matched), so whitespace, padding or a
   different URL cannot give one signed delivery a second identity.
@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from models.routing import handlers_for
 from models.voucherify import is_envelope, parse_json
+from models.voucherify.fields import normal_status
 
 Status = Literal["pending", "ignored", "quarantined"]
 
@@ -58,9 +59,11 @@ _REWARD_STATES = {
     "CREATED": "customer.reward_redemptions.created",
     "PENDING": "customer.reward_redemptions.pending",
     "COMPLETED": "customer.reward_redemptions.completed",
-    "ROLLED BACK": "customer.reward_redemptions.rolledback",
     "ROLLED_BACK": "customer.reward_redemptions.rolledback",
 }
+# Objects of their own that a payload may hold beside a `redemption` given as context (a gift
+# or points transaction, pending points): such a payload is not a redemption event.
+_OTHER_OBJECTS = ("transaction", "pending_points")
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def identify(body: bytes, path_type: str | None = None) -> Identified:
     return _from_raw(payload, body, path_type, claimed)
 
 
-def raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
+def _raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
     """The kind of a raw payload read from its shape, and the id of its object; None when the
     shape is none of the known ones."""
     rollback = payload.get("redemption_rollback")
@@ -98,9 +101,10 @@ def raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
         return kind, object_id
     reward = payload.get("reward_redemption")
     if isinstance(reward, dict) and (object_id := _text(reward.get("id"))):
-        state = reward.get("state")
-        reward_kind = _REWARD_STATES.get(state) if isinstance(state, str) else None
+        reward_kind = _REWARD_STATES.get(str(normal_status(reward.get("state"))))
         return (reward_kind, object_id) if reward_kind else None
+    if any(isinstance(payload.get(key), dict) for key in _OTHER_OBJECTS):
+        return None
     redemption = payload.get("redemption")
     if isinstance(redemption, dict) and (object_id := _text(redemption.get("id"))):
         kind = "redemption.failed" if _failed(redemption) else "redemption.succeeded"
@@ -111,8 +115,8 @@ def raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
 def _from_raw(
     payload: dict[str, Any], body: bytes, path_type: str | None, claimed: str | None
 ) -> Identified:
-    shape = raw_kind(payload)
-    event_id = f"{shape[0]}:{shape[1]}" if shape else _sha(body)
+    shape = _raw_kind(payload)
+    event_id = _shape_id(shape, body)
     if path_type is None:
         return _quarantine(
             event_id,
@@ -125,44 +129,42 @@ def _from_raw(
             event_id, None, f"the URL names an invalid event type: {path_type[:200]!a}"
         )
     wanted = RAW_KINDS.get(claimed)
-    if shape is None and wanted is None:
-        return _known(event_id, claimed)  # a type with no known shape: stored, ignored
-    if shape is not None and wanted == shape[0]:
-        return _known(event_id, claimed)
-    found = f"a {shape[0]} payload" if shape else "no payload of a known kind"
+    if wanted == (shape[0] if shape else None):
+        return _known(event_id, claimed)  # the shape agrees, or neither has a known shape
     return _quarantine(
         event_id,
         claimed,
-        f"the URL says {claimed} but the body is {found}: check the URL this distribution sends to",
+        f"the URL says {claimed} but the body is {_found(shape)}: "
+        "check the URL this distribution sends to",
     )
 
 
 def _from_envelope(payload: dict[str, Any], body: bytes) -> Identified:
     event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
     assert isinstance(event, dict)
-    data = payload["data"]
     # A distribution's top-level `type` is a name the user typed; `event.type` is the real one.
     event_type = _text(event.get("type")) or _text(payload.get("type"))
     delivery_id = _text(payload.get("id"))
     if delivery_id is not None:
         delivery_id = _bounded(delivery_id)  # kept in a column of 255
-    event_id = _text(event.get("id")) or delivery_id
-    shape = raw_kind(data)
-    if event_id is None:
-        event_id = f"{event_type}:{shape[1]}" if shape else _sha(body)
+    shape = _raw_kind(payload["data"])
+    event_id = _text(event.get("id")) or delivery_id or _shape_id(shape, body)
     if event_type is None or not EVENT_TYPE.match(event_type):
-        return _quarantine(_bounded(event_id), None, "the envelope names no valid event type")
+        return _quarantine(event_id, None, "the envelope names no valid event type", delivery_id)
     wanted = RAW_KINDS.get(event_type)
-    if wanted is not None and (shape is None or shape[0] != wanted):
-        found = f"a {shape[0]} payload" if shape else "no payload of a known kind"
-        return Identified(
-            _bounded(event_id),
-            event_type,
-            "quarantined",
-            delivery_id,
-            f"the envelope says {event_type} but its data is {found}",
-        )
+    if wanted is not None and wanted != (shape[0] if shape else None):
+        reason = f"the envelope says {event_type} but its data is {_found(shape)}"
+        return _quarantine(event_id, event_type, reason, delivery_id)
     return _known(event_id, event_type, delivery_id)
+
+
+def _shape_id(shape: tuple[str, str] | None, body: bytes) -> str:
+    """`KIND:OBJECT_ID` for a payload of a known shape, else a hash of the signed bytes."""
+    return f"{shape[0]}:{shape[1]}" if shape else _sha(body)
+
+
+def _found(shape: tuple[str, str] | None) -> str:
+    return f"a {shape[0]} payload" if shape else "no payload of a known kind"
 
 
 def _known(event_id: str, event_type: str, delivery_id: str | None = None) -> Identified:
@@ -170,8 +172,10 @@ def _known(event_id: str, event_type: str, delivery_id: str | None = None) -> Id
     return Identified(_bounded(event_id), event_type, status, delivery_id)
 
 
-def _quarantine(event_id: str, event_type: str | None, reason: str) -> Identified:
-    return Identified(_bounded(event_id), event_type, "quarantined", reason=reason)
+def _quarantine(
+    event_id: str, event_type: str | None, reason: str, delivery_id: str | None = None
+) -> Identified:
+    return Identified(_bounded(event_id), event_type, "quarantined", delivery_id, reason)
 
 
 def _failed(obj: dict[str, Any]) -> bool:

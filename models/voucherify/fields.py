@@ -55,7 +55,7 @@ def _integral(value: object) -> object:
     return value
 
 
-def _status(value: object) -> object:
+def normal_status(value: object) -> object:
     # Events spell "ROLLED BACK" where the API says ROLLED_BACK: compare one spelling only.
     if isinstance(value, str):
         if value.isascii() and value.isidentifier() and value.isupper():
@@ -70,7 +70,7 @@ Amount = Annotated[int, BeforeValidator(_integral), Field(strict=True, ge=0)]
 """Money (minor units) or points that cannot be negative."""
 Figure = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
 """A reported integer that may be negative (a balance gone wrong, a rollback's amount)."""
-Status = Annotated[str, BeforeValidator(_status)]
+Status = Annotated[str, BeforeValidator(normal_status)]
 """Upper case, words joined by `_`: `"rolled back"` reads as `ROLLED_BACK`."""
 
 

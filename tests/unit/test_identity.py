@@ -158,3 +158,32 @@ def test_absurdly_long_event_id_is_replaced_by_its_hash() -> None:
     verdict = identify(dumps(envelope(REDEMPTION, event_id="e" * 5000)))
     assert verdict.event_id.startswith("sha256:")
     assert len(verdict.event_id) == 71
+
+
+def test_a_transaction_carrying_its_redemption_as_context_is_not_that_redemption() -> None:
+    body = json.dumps(
+        {"transaction": {"id": "vtx_1"}, "redemption": {"id": "r_ctx"}, "voucher": {}}
+    ).encode()
+    verdict = identify(body, "voucher.gift.transaction.created")
+    assert verdict.event_id == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert verdict.status == "ignored"
+    # So the redemption itself, arriving later, is new, not a duplicate of the transaction.
+    redemption = json.dumps({"redemption": {"id": "r_ctx"}}).encode()
+    assert identify(redemption, REDEMPTION).event_id == "redemption.succeeded:r_ctx"
+
+
+def test_an_envelope_without_ids_is_identified_as_its_raw_payload_would_be() -> None:
+    payload = envelope("customer.redemption.succeeded", json.loads(example_bytes(REDEMPTION)))
+    del payload["event"]["id"], payload["id"]
+    assert (
+        identify(dumps(payload)).event_id
+        == identify(example_bytes(REDEMPTION), REDEMPTION).event_id
+    )
+    payload["type"] = payload["event"]["type"] = ""
+    assert not identify(dumps(payload)).event_id.startswith("None:")
+
+
+def test_a_reward_redemption_state_is_read_in_either_spelling() -> None:
+    for state in ("ROLLED BACK", "ROLLED_BACK", "rolled back"):
+        body = json.dumps({"reward_redemption": {"id": "rewr_1", "state": state}}).encode()
+        assert identify(body, "customer.reward_redemptions.rolledback").status == "ignored"
