@@ -26,9 +26,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("redacted_at", sa.DateTime(timezone=True), nullable=True))
     _drop_stored_signatures()
     # The operations webhook's URL is a credential (a Slack incoming webhook): rows name the
-    # setting it is read from at send time instead of holding a copy.
+    # setting it is read from at send time instead of holding a copy. One Voucherify object
+    # notified to two URLs (the setting changed in between) keeps two rows: the later ones
+    # are told apart by their seq, so the unique (source_id, channel, recipient) still holds.
     op.execute(
-        "UPDATE notifications SET recipient = 'NOTIFY_WEBHOOK_URL' WHERE channel = 'webhook'"
+        "UPDATE notifications SET recipient = CASE WHEN seq = (SELECT min(other.seq) "
+        "FROM notifications AS other WHERE other.source_id = notifications.source_id "
+        "AND other.channel = 'webhook') THEN 'NOTIFY_WEBHOOK_URL' "
+        "ELSE 'NOTIFY_WEBHOOK_URL #' || CAST(seq AS TEXT) END WHERE channel = 'webhook'"
     )
 
 

@@ -93,10 +93,8 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("type", "status", "shard", name="pk_event_counts"),
     )
-    op.execute(
-        "INSERT INTO event_counts (type, status, shard, n) "
-        "SELECT coalesce(type, ''), status, 0, count(*) FROM events GROUP BY 1, 2"
-    )
+    # Triggers first: creating one locks out writers until this migration commits, so the
+    # count below sees every event committed before, and the triggers count every one after.
     if op.get_bind().dialect.name == "postgresql":
         op.execute(POSTGRES_FUNCTION)
         for statement in POSTGRES_TRIGGERS:
@@ -104,6 +102,10 @@ def upgrade() -> None:
     else:
         for statement in SQLITE_TRIGGERS:
             op.execute(statement)
+    op.execute(
+        "INSERT INTO event_counts (type, status, shard, n) "
+        "SELECT coalesce(type, ''), status, 0, count(*) FROM events GROUP BY 1, 2"
+    )
 
 
 def downgrade() -> None:
