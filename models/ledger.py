@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from models.journal import POINTS, Posting, Transaction, balances, fold, is_conflict
 from models.voucherify import (
@@ -30,7 +31,9 @@ from models.voucherify import (
 
 __all__ = [
     "POINTS",
+    "Booked",
     "Posting",
+    "Redemption",
     "StackCheck",
     "Transaction",
     "balances",
@@ -46,6 +49,24 @@ __all__ = [
 SALES = "sales"
 LOYALTY_PAYMENTS = "loyalty:payments"
 _GROSS_KEY = re.compile(r"order:.+:gross")
+
+Booked = Literal["booked", "unchanged", "conflict"]
+"""What booking a transaction under its key did: booked it, found the same one there, or
+found a different one (a conflict)."""
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What the ledger notes of every redemption it saw, even one that posted nothing.
+
+    (Not the payload's `models.voucherify.Redemption`: this is the ledger's note of one.)"""
+
+    redemption_id: str
+    role: str  # plain | child | parent
+    parent_id: str | None
+    order_id: str | None
+    applied: int
+    event_id: str
 
 
 @dataclass(frozen=True)

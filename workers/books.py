@@ -17,9 +17,9 @@ from sqlalchemy import Connection
 
 from models.db import card_store, ledger_store, redemption_store
 from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
-from models.db.ledger_store import Booked, digest
-from models.db.redemption_store import Redemption
+from models.db.ledger_store import digest
 from models.journal import Posting, Transaction
+from models.ledger import Booked, Redemption
 from models.loyalty import CardState
 from workers.handlers.base import LedgerConflict
 from workers.handlers.books import Books

@@ -6,7 +6,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import Connection, delete, func, select, text
 
@@ -19,8 +18,7 @@ from models.db.tables import (
     ledger_transactions,
 )
 from models.journal import Posting, Transaction
-
-Booked = Literal["booked", "unchanged", "conflict"]
+from models.ledger import Booked
 
 
 def digest(transaction: Transaction) -> str:

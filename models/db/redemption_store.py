@@ -8,13 +8,13 @@ Writes take many rows at once: a batch of events notes its redemptions in one st
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
 
 from models.db.batch_sql import among, as_json, insert_many
 from models.db.tables import ledger_holds, ledger_redemptions
+from models.ledger import Redemption
 
 
 def hold(conn: Connection, holds: Sequence[tuple[str, str]]) -> None:
@@ -62,32 +62,22 @@ def lock_redemptions(conn: Connection, redemption_ids: Collection[str]) -> None:
         conn.execute(LOCK_POSTGRESQL, {"ids": as_json(sorted(redemption_ids))})
 
 
-@dataclass(frozen=True)
-class Redemption:
-    """What the ledger notes of every redemption it saw, even one that posted nothing."""
-
-    redemption_id: str
-    role: str  # plain | child | parent
-    parent_id: str | None
-    order_id: str | None
-    applied: int
-    event_id: str
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "redemption_id": self.redemption_id,
-            "role": self.role,
-            "parent_id": self.parent_id,
-            "order_id": self.order_id,
-            "applied_amount": self.applied,
-            "event_id": self.event_id,
-        }
+def _row(note: Redemption) -> dict[str, Any]:
+    """A note as its `ledger_redemptions` row."""
+    return {
+        "redemption_id": note.redemption_id,
+        "role": note.role,
+        "parent_id": note.parent_id,
+        "order_id": note.order_id,
+        "applied_amount": note.applied,
+        "event_id": note.event_id,
+    }
 
 
 def note_redemptions(conn: Connection, notes: Sequence[Redemption]) -> list[str]:
     """Note redemptions the ledger saw (the first note of each stays); return the rollbacks
     that were held for them, no longer held. The caller holds their locks."""
-    insert_many(conn, ledger_redemptions, [note.row() for note in notes], conflict=())
+    insert_many(conn, ledger_redemptions, [_row(note) for note in notes], conflict=())
     return release(conn, {note.redemption_id for note in notes})
 
 

@@ -1,7 +1,7 @@
 """The layout's contract, read from the code's imports: `models/` outside `models/db/` is
 pure (no database, no environment, no network), `models/` imports neither `receiver/` nor
 `workers/`, `receiver/` never imports `workers/`, and the handlers (`workers/handlers/`) never
-import the books they are given (`workers/books.py`)."""
+import the books they are given (`workers/books.py`) nor the database modules (`models/db/`)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,16 @@ def test_the_handlers_never_import_the_books_they_are_given(path: Path) -> None:
     database or in memory (`workers.books`) import the handlers' side, never the reverse."""
     books = {n for n in imports_of(path) if n == "workers.books" or n.startswith("workers.books.")}
     assert not books, f"{path.name} imports {sorted(books)}"
+
+
+@pytest.mark.parametrize(
+    "path", modules("workers/handlers"), ids=names(modules("workers/handlers"))
+)
+def test_the_handlers_never_import_the_database_modules(path: Path) -> None:
+    """What the handlers share with the books (`Booked`, `Redemption`, `StackCheck`) is in the
+    pure models; the SQL stays behind `workers.books.SqlBooks`."""
+    database = {n for n in imports_of(path) if n == "models.db" or n.startswith("models.db.")}
+    assert not database, f"{path.name} imports {sorted(database)}"
 
 
 def test_the_books_and_the_handlers_do_not_import_each_other() -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from models.db.ledger_store import Booked
-from models.db.redemption_store import Redemption
 from models.journal import Transaction
+from models.ledger import Booked, Redemption
 from models.loyalty import CardState
 
 

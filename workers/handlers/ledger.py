@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from models.db.redemption_store import Redemption
 from models.journal import Transaction
-from models.ledger import StackCheck, post_redemption, post_reward_redemption, post_rollback
+from models.ledger import (
+    Redemption,
+    StackCheck,
+    post_redemption,
+    post_reward_redemption,
+    post_rollback,
+)
 from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
