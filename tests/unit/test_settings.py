@@ -163,3 +163,14 @@ def test_admin_token_must_be_hard_to_guess(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("VOUCHERHOOK_ADMIN_TOKEN", STRONG_SECRET)
     token = load_settings().admin_token
     assert token is not None and token.get_secret_value() == STRONG_SECRET
+
+
+def test_the_preauth_budget_must_hold_one_largest_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", STRONG_SECRET)
+    monkeypatch.setenv("VOUCHERHOOK_MAX_BODY_BYTES", "4000000")
+    monkeypatch.setenv("VOUCHERHOOK_PREAUTH_BYTES", "3000000")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(
+        "VOUCHERHOOK_PREAUTH_BYTES (3000000) is smaller than VOUCHERHOOK_MAX_BODY_BYTES"
+    )
