@@ -19,7 +19,7 @@ from models.db import card_store, ledger_store, redemption_store
 from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
 from models.db.ledger_store import digest
 from models.journal import Posting, Transaction
-from models.ledger import Booked, Redemption
+from models.ledger import Booked, Redemption, StackCheck
 from models.loyalty import CardState
 from workers.handlers.base import LedgerConflict
 from workers.handlers.books import Books
@@ -76,7 +76,7 @@ class SqlBooks(Books):
         self.flush()
         return ledger_store.transactions_of_redemption(self.conn, redemption_id, order_id)
 
-    def stack(self, parent_id: str) -> tuple[int | None, int, int]:
+    def stack(self, parent_id: str) -> StackCheck:
         self.flush()
         return redemption_store.stack(self.conn, parent_id)
 
@@ -181,10 +181,15 @@ class MemoryBooks(Books):
             for key in keys
         ]
 
-    def stack(self, parent_id: str) -> tuple[int | None, int, int]:
+    def stack(self, parent_id: str) -> StackCheck:
         parent = self.redemptions.get(parent_id)
         children = self._applied_by_children.get(parent_id, [])
-        return (parent[3] if parent else None), sum(children), len(children)
+        return StackCheck(
+            parent_id,
+            expected=parent[3] if parent else None,
+            booked=sum(children),
+            children=len(children),
+        )
 
     def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
         if source_id in self.movements:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, func, select, text
 
 from models.db.batch_sql import among, as_json, insert_many
 from models.db.tables import ledger_holds, ledger_redemptions
-from models.ledger import Redemption
+from models.ledger import Redemption, StackCheck
 
 
 def hold(conn: Connection, holds: Sequence[tuple[str, str]]) -> None:
@@ -90,8 +90,8 @@ def redemption_seen(conn: Connection, redemption_id: str) -> bool:
     return found is not None
 
 
-def stack(conn: Connection, parent_id: str) -> tuple[int | None, int, int]:
-    """(the parent's applied amount if seen, the children's applied sum, children seen)."""
+def stack(conn: Connection, parent_id: str) -> StackCheck:
+    """The parent's applied amount (if seen) against the children's applied sum and count."""
     parent = conn.scalar(
         select(ledger_redemptions.c.applied_amount).where(
             ledger_redemptions.c.redemption_id == parent_id
@@ -102,4 +102,9 @@ def stack(conn: Connection, parent_id: str) -> tuple[int | None, int, int]:
             ledger_redemptions.c.parent_id == parent_id
         )
     ).one()
-    return (None if parent is None else int(parent)), int(children_sum), int(children)
+    return StackCheck(
+        parent_id,
+        expected=None if parent is None else int(parent),
+        booked=int(children_sum),
+        children=int(children),
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from models.journal import Transaction
 from models.ledger import (
     Redemption,
-    StackCheck,
     post_redemption,
     post_reward_redemption,
     post_rollback,
@@ -53,7 +52,7 @@ def _redemption(job: Job, payload: RedemptionSucceeded) -> Outcome:
     job.released.extend(released)
     parent_id = payload.redemption.id if role == "parent" else payload.redemption.redemption
     if role in ("parent", "child") and parent_id:
-        return Outcome(note=StackCheck(parent_id, *books.stack(parent_id)).describe())
+        return Outcome(note=books.stack(parent_id).describe())
     return Outcome()
 
 
