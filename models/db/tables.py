@@ -34,19 +34,28 @@ metadata = MetaData(
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A time with its zone: read back as an aware UTC datetime on every database.
+    """A time with its zone, written in UTC and read back as an aware UTC datetime, through
+    SQLAlchemy's statements on every database.
 
     PostgreSQL keeps `timestamp with time zone`. SQLite keeps text without a zone, read back
-    naive: every time is written in UTC, so a naive one read is UTC. The storage type is
-    `DateTime(timezone=True)` either way, as the migrations create it.
+    naive: every time is written in UTC, so a naive one read is UTC. A naive time written is
+    taken as UTC too (not left for the database to place: SQLite would read it as UTC,
+    PostgreSQL in the session's zone). The storage type is `DateTime(timezone=True)` either
+    way, as the migrations create it.
+
+    Only what goes through SQLAlchemy's types is converted. The bulk I/O of `models.db.bulk_io`
+    on PostgreSQL skips them: `fetch` and `stream` read straight from the driver, which gives
+    an aware datetime in the session's zone, not necessarily UTC (and `insert_rows`' COPY
+    writes values as they are). The books' fingerprint stays right because `models.db.digest`
+    converts a card's `as_of` with `astimezone(UTC)` itself.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value.astimezone(UTC)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
