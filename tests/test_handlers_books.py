@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from models.db import ledger_store
 from models.identity import identify
 from models.loyalty import CardState
-from models.routing import LEDGER, ORDER, handlers_for
+from models.routing import LEDGER, handlers_for
 from models.voucherify import parse_payload
-from tests.support import stores
+from tests.support import processing
 from tests.support.processing import CONFIG, Balances, nonzero
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
@@ -32,6 +31,7 @@ from workers.books import MemoryBooks, SqlBooks
 from workers.handlers import BY_NAME
 from workers.handlers.base import Job
 from workers.handlers.books import Books
+from workers.rebuild import FOLDED
 
 SEED_ORDER = "ord_3VYCHwdV0YOOch2nm1RsTKNI"
 SEED_CAMPAIGN = "camp_kwMyXFKquedx8FzXNpVPN7QU"
@@ -50,8 +50,6 @@ REWARD_BALANCES = {
     (f"loyalty:rewards:{REWARD}", "POINTS"): 100,
     (f"loyalty:card:{SEED_CARD}", "POINTS"): -100,
 }
-ON_BOOKS = [handler.name for handler in ORDER if handler.guarded]
-"""The handlers that keep their effects in the books (the ledger, the cards)."""
 STACK_BALANCES = {
     (f"order:{STACK_ORDER}", "USD"): 10000 - 1000 - 500,
     ("sales", "USD"): -10000,
@@ -91,7 +89,7 @@ class Ledger:
         with self.books() as (books, released):
             job = Job(books, event_id, event_type, payload, body, datetime.now(UTC), CONFIG)
             for name in handlers_for(event_type):
-                if name not in ON_BOOKS:
+                if name not in FOLDED:  # the handlers that keep their effects in the books
                     continue
                 outcome = BY_NAME[name](job)
                 self.notes.setdefault(event_id, {})[name] = outcome.note
@@ -127,14 +125,12 @@ class Ledger:
                 for account, asset, amount in postings:
                     found[(account, asset)] = found.get((account, asset), 0) + amount
             return nonzero(found)
-        with self.engine.connect() as conn:
-            return nonzero({(a, asset): total for a, asset, total in ledger_store.balances(conn)})
+        return nonzero(processing.balances(self.engine))
 
     def cards(self) -> dict[str, CardState]:
         if self.engine is None:
             return dict(self.memory.cards)
-        with self.engine.connect() as conn:
-            return {state.card_id: state for state in stores.all_cards(conn)}
+        return {state.card_id: state for state in processing.cards(self.engine)}
 
     def card(self, card_id: str) -> CardState:
         return self.cards()[card_id]
