@@ -444,6 +444,28 @@ def test_a_forgotten_customer_s_pending_event_is_booked_as_before_and_notifies_n
     assert notes_of(engine, waiting) == []
 
 
+def test_a_delivery_being_sent_when_its_customer_is_forgotten_is_never_sent_again(
+    log: Log,
+) -> None:
+    """A worker claimed it before forget-customer redacted it; its send then fails retryably:
+    it fails for good instead of waiting to send `[redacted]`."""
+    engine = log.engine
+    with engine.begin() as conn:
+        assert notification_store.claim(conn, log.unsent) is not None
+
+    forget_customer(engine, JANE)
+    with engine.begin() as conn:
+        retry_at = datetime.now(UTC)
+        notification_store.mark_failed(conn, log.unsent, "421 try again later", retry_at=retry_at)
+        again = notification_store.claim(conn, log.unsent)
+        retried = notification_store.retry_failed(conn, [SEED], retry_at)
+
+    with engine.connect() as conn:
+        note = conn.execute(select(notifications).where(notifications.c.seq == log.unsent)).one()
+    assert (note.status, note.body) == ("failed", REDACTED)
+    assert again is None and log.unsent not in retried
+
+
 def test_forget_customer_dry_run_changes_nothing_and_a_second_run_finds_it_all_done(
     log: Log,
 ) -> None:

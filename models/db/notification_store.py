@@ -6,12 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, case, select, update
 
 from models.db.batch_sql import insert_many
 from models.db.tables import notifications
 from models.notifications import Message
 from models.redaction import REDACTED
+
+
+def not_redacted() -> ColumnElement[bool]:
+    """A delivery that still has its text: purge and forget-customer replace it with
+    `REDACTED`, and a redacted delivery is never sent (again)."""
+    return notifications.c.body != REDACTED
 
 
 def plan(conn: Connection, planned: Sequence[tuple[str, Message]], at: datetime) -> list[int]:
@@ -71,10 +77,11 @@ def mark_failed(
     conn: Connection, notification_id: int, error: str, *, retry_at: datetime | None
 ) -> None:
     """The send failed: back to `pending`, due again at `retry_at`, or (None) `failed` for
-    good."""
+    good. A delivery redacted while it was being sent (forget-customer) fails for good: it has
+    nothing left to send."""
     values: dict[str, Any] = {"status": "failed", "error": error}
     if retry_at is not None:
-        values.update(status="pending", due_at=retry_at)
+        values.update(status=case((not_redacted(), "pending"), else_="failed"), due_at=retry_at)
     conn.execute(update(notifications).where(notifications.c.seq == notification_id).values(values))
 
 
@@ -86,7 +93,7 @@ def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[i
             select(notifications.c.seq)
             .where(notifications.c.event_id.in_(event_ids))
             .where(notifications.c.status.in_(("failed", "pending")))
-            .where(notifications.c.body != REDACTED)
+            .where(not_redacted())
         )
     )
     if ids:

@@ -27,8 +27,8 @@ from sqlalchemy import (
     update,
 )
 
+from models.db.notification_store import not_redacted
 from models.db.tables import events, loyalty_cards, notifications
-from models.redaction import REDACTED
 
 PURGED_STATUSES = ("processed", "ignored")
 """Events a purge redacts: done with. Pending, failed and quarantined ones are still being
@@ -120,9 +120,7 @@ def left_alone(conn: Connection, before: datetime) -> dict[str, int]:
 def _finished_of_redacted(before: datetime) -> ColumnElement[bool]:
     """Finished, not yet redacted notifications of events redacted or about to be."""
     redacted_event = or_(events.c.redacted_at.is_not(None), _expired(before))
-    return and_(
-        notifications.c.status.in_(FINISHED), notifications.c.body != REDACTED, redacted_event
-    )
+    return and_(notifications.c.status.in_(FINISHED), not_redacted(), redacted_event)
 
 
 def count_finished(conn: Connection, before: datetime) -> int:
@@ -188,11 +186,7 @@ def notifications_of(
         notifications.c.event_id.in_(ids) if ids else false(),
         notifications.c.recipient.in_(addresses) if addresses else false(),
     )
-    stmt = (
-        _notification_columns()
-        .where(matched, notifications.c.body != REDACTED)
-        .order_by(notifications.c.seq)
-    )
+    stmt = _notification_columns().where(matched, not_redacted()).order_by(notifications.c.seq)
     return [_notification(row) for row in conn.execute(stmt)]
 
 
