@@ -31,6 +31,7 @@ from tests.support.processes import (
     Receiver,
     Worker,
     base_env,
+    post,
     voucherhook,
     worker_env,
 )
@@ -40,17 +41,6 @@ from tests.support.sinks import HttpSink, SmtpSink
 KEY = SECRET.encode()
 ROLLBACK = "redemption.rollback.succeeded"
 WRONG = "0" * 64  # a signature of the right shape that matches nothing
-
-
-def post(url: str, body: bytes, signature: str | None = None) -> httpx.Response:
-    headers = {"content-type": "application/json"}
-    if signature is not None:
-        headers[HEADER] = signature
-    return httpx.post(url, content=body, headers=headers, timeout=30)
-
-
-def rows(event_log: EventLog) -> int:
-    return event_log.count()
 
 
 # --- work before authentication is linear and bounded ---------------------------------------
@@ -237,7 +227,7 @@ def test_a_captured_signed_delivery_reposted_any_way_makes_no_second_row(
         again = post(receiver.webhook_url + repeat_path, repeat_body, signature)
         assert again.status_code == 200, (name, again.text)
         assert again.json() == {"status": "duplicate", "event_id": event_id}, name
-    assert rows(event_log) == 1
+    assert event_log.count() == 1
 
 
 def test_a_rollback_retyped_by_the_url_books_nothing_and_sends_nothing(
@@ -423,3 +413,25 @@ def test_a_delivery_quarantined_for_its_url_is_booked_once_retyped_by_an_operato
     assert "is processed, not quarantined" in again.stderr or "is pending" in again.stderr
     with pg_log.engine.connect() as conn:
         assert set(conn.scalars(select(ledger_transactions.c.event_id))) == {event_id}
+
+
+def test_retype_finds_a_hash_identity_made_over_the_compact_form(
+    receiver: Receiver, event_log: EventLog, database_url: str, redis_url: str
+) -> None:
+    """Voucherify signs the compact form; a pretty body is stored as it came, under the hash
+    of the form its signature matched. Retype recognises it all the same."""
+    compact_body = b'{"voucher":{"id":"v_retype"}}'
+    pretty = json.dumps(json.loads(compact_body), indent=2).encode()
+    sent = post(f"{receiver.webhook_url}/{REDEMPTION}", pretty, sign(compact_body, KEY))
+    assert sent.json()["status"] == "quarantined", sent.text
+    event_id = sent.json()["event_id"]
+    retyped = subprocess.run(
+        voucherhook("events", "retype", event_id, "voucher.updated"),
+        env=base_env(database_url, redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert retyped.returncode == 0, retyped.stderr
+    assert retyped.stdout.startswith(f"event {event_id} is now voucher.updated, ignored")
+    assert event_log.statuses()[event_id] == "ignored"

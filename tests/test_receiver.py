@@ -11,15 +11,9 @@ import pytest
 from receiver.signature import HEADER, compact, sign
 from tests.conftest import EventLog
 from tests.support.payloads import REDEMPTION, REWARD_REDEMPTION, dumps, envelope, example_bytes
-from tests.support.processes import ADMIN, SECRET, Receiver
+from tests.support.processes import ADMIN, SECRET, Receiver, post
 
 KEY = SECRET.encode()
-
-
-def post(url: str, body: bytes, signature: str | None = None, **headers: str) -> httpx.Response:
-    if signature is not None:
-        headers[HEADER] = signature
-    return httpx.post(url, content=body, headers=headers, timeout=15)
 
 
 def signed(url: str, body: bytes) -> httpx.Response:

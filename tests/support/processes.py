@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from receiver.signature import HEADER
 from tests.support.services import free_port, wait_for
 
 SECRET = "whsec_test_secret_0123456789"
@@ -85,6 +86,13 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._out.close()
+
+
+def post(url: str, body: bytes, signature: str | None = None, **headers: str) -> httpx.Response:
+    """POST a delivery as Voucherify does, with `signature` in its header when given."""
+    if signature is not None:
+        headers[HEADER] = signature
+    return httpx.post(url, content=body, headers=headers, timeout=30)
 
 
 def voucherhook(*args: str) -> list[str]:

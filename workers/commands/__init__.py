@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.db import schema
 from models.db.engine import make_engine
+from receiver.errors import first_line
 from workers.settings import Settings
 
 
@@ -26,8 +27,7 @@ def connect(settings: Settings) -> Engine:
 
 
 def db_error(settings: Settings, exc: Exception) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"database {redacted(settings.database_url)} unavailable: {first}"
+    return f"database {redacted(settings.database_url)} unavailable: {first_line(exc)}"
 
 
 def redacted(url: str) -> str:

@@ -162,6 +162,7 @@ def cmd_events_retype(args: argparse.Namespace, settings: Settings) -> int:
     """A raw delivery quarantined because its URL named the wrong type (a distribution
     misconfigured): give it the right one, if its body has that type's shape."""
     from models.identity import identify  # the payload models: only this command needs them
+    from receiver.signature import compact
 
     engine = connect(settings)
     with engine.begin() as conn:
@@ -173,7 +174,10 @@ def cmd_events_retype(args: argparse.Namespace, settings: Settings) -> int:
                 f"event {row.id} is {row.status}, not quarantined: only a quarantined event "
                 "can be given another type"
             )
-        verdict = identify(bytes(row.body), args.event_type)
+        # The receiver identified the form the signature matched: the body, or its compact form.
+        body = bytes(row.body)
+        verdicts = [identify(form, args.event_type) for form in (body, compact(body))]
+        verdict = next((v for v in verdicts if v.event_id == row.id), verdicts[0])
         if verdict.status == "quarantined" or verdict.event_id != row.id:
             reason = verdict.reason or f"its identity would be {verdict.event_id}, not {row.id}"
             raise CommandError(f"event {row.id} cannot be {args.event_type}: {reason}")

@@ -50,13 +50,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     prepare_database(settings)
+    host, port = args.host or settings.host, args.port or settings.port
     if settings.admin_token is None and settings.embedded:
         # The embedded default is for trying it out: metrics work at once, with a token of
         # this run's (the web processes read it from the environment).
         token = secrets.token_urlsafe(24)
         os.environ["VOUCHERHOOK_ADMIN_TOKEN"] = token
-        host = args.host or settings.host
-        port = args.port or settings.port
         print(
             "voucherhook: admin token for this run (set VOUCHERHOOK_ADMIN_TOKEN to choose one):\n"
             f"    curl -H 'Authorization: Bearer {token}' http://{host}:{port}/metrics",
@@ -71,8 +70,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(
             "workers.web:app_from_env",
             factory=True,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
+            host=host,
+            port=port,
             workers=args.workers,
             log_config=None,
             # Beyond this many connections and requests at once, uvicorn answers 503.
