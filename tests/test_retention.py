@@ -6,6 +6,7 @@ gone from every table; what is still being worked on is left alone."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,8 @@ from workers.handlers.base import Config
 from workers.processing import RetryPolicy
 from workers.rebuild import rebuild
 from workers.replay import replay
-from workers.retention import CANCELLED, AtMostEvery, forget_customer, purge, purge_expired
+from workers.retention import CANCELLED, forget_customer, purge, purge_expired
+from workers.sweep import Periodic
 from workers.templates import environment
 
 JANE = "cust_1g637SqVZnkdPNdAIZ7Ra879"
@@ -380,19 +382,43 @@ def test_the_rolling_window_purges_what_is_older_than_its_days(log: Log) -> None
     assert row(engine, log.recent)["redacted_at"] is None
 
 
-def test_the_window_is_applied_at_most_once_per_period() -> None:
-    clock = [0.0]
+def test_the_window_runs_soon_after_start_then_at_most_once_per_period() -> None:
+    """As a worker runs it: first after `first_after` (the sweep interval), then every hour;
+    a failed run counts as a run."""
     runs: list[float] = []
 
     def step() -> int:
-        runs.append(clock[0])
+        runs.append(time.monotonic())
+        raise RuntimeError("the database is down")
+
+    started = time.monotonic()
+    window = Periodic("retention-purge", 3600, step, first_after=0.05)
+    window.start()
+    try:
+        wait_for(lambda: runs, 5, what="the first run")
+        time.sleep(0.3)
+    finally:
+        window.stop()
+
+    assert len(runs) == 1 and runs[0] - started >= 0.05
+
+
+def test_a_periodic_job_without_first_after_first_runs_after_its_interval() -> None:
+    runs: list[float] = []
+
+    def step() -> int:
+        runs.append(time.monotonic())
         return 1
 
-    every = AtMostEvery(3600, step, clock=lambda: clock[0])
-    for clock[0] in (0.0, 10.0, 3599.0, 3600.0, 3700.0, 7300.0):
-        every()
+    started = time.monotonic()
+    job = Periodic("job", 0.2, step)
+    job.start()
+    try:
+        wait_for(lambda: len(runs) >= 2, 5, what="two runs")
+    finally:
+        job.stop()
 
-    assert runs == [0.0, 3600.0, 7300.0]
+    assert runs[0] - started >= 0.2 and runs[1] - runs[0] >= 0.2
 
 
 # Forget a customer -----------------------------------------------------------------------------

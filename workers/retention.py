@@ -17,7 +17,6 @@ statuses stay, so the ledger, the cards and `rebuild`'s digest are the same afte
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -135,29 +134,6 @@ def purge_expired(engine: Engine, days: int, now: datetime | None = None) -> int
     at = now or datetime.now(UTC)
     done = purge(engine, at - timedelta(days=days), now=at)
     return done.events + done.notifications
-
-
-class AtMostEvery:
-    """Runs `step` when called, unless it ran less than `seconds` ago (then answers 0): a
-    periodic job that ticks often running something rarely. A failed run counts as a run."""
-
-    def __init__(
-        self,
-        seconds: float,
-        step: Callable[[], int],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._seconds = seconds
-        self._step = step
-        self._clock = clock
-        self._last: float | None = None
-
-    def __call__(self) -> int:
-        now = self._clock()
-        if self._last is not None and now - self._last < self._seconds:
-            return 0
-        self._last = now
-        return self._step()
 
 
 # Forget a customer -------------------------------------------------------------------------

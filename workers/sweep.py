@@ -52,12 +52,21 @@ def sweep(
 
 
 class Periodic:
-    """Runs `step` every `interval` seconds in a background thread; a failing step is logged
-    and tried again at the next tick."""
+    """Runs `step` every `interval` seconds in a background thread, the first time after
+    `first_after` seconds when given (a rare job that should still run soon after start); a
+    failing step is logged and tried again at the next tick."""
 
-    def __init__(self, name: str, interval: float, step: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        step: Callable[[], int],
+        *,
+        first_after: float | None = None,
+    ) -> None:
         self._name = name
         self._interval = interval
+        self._first_after = interval if first_after is None else first_after
         self._step = step
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -70,7 +79,9 @@ class Periodic:
         self._thread.join(10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        wait = self._first_after
+        while not self._stop.wait(wait):
+            wait = self._interval
             try:
                 count = self._step()
             except Exception as exc:

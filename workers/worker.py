@@ -11,7 +11,7 @@ from models.db import notification_store
 from models.db.engine import make_engine
 from workers import tasks
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
-from workers.retention import RETENTION_EVERY, AtMostEvery, purge_expired
+from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
 from workers.wiring import Runtime
@@ -47,12 +47,17 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
     ]
     if settings.retention_days:
         # The rolling window: personal data older than VOUCHERHOOK_RETENTION_DAYS is redacted,
-        # at most once an hour, on a thread of its own so that a long purge never holds up
-        # the sweeps (every worker does it; rows another worker is redacting are skipped).
-        purge_window = AtMostEvery(
-            RETENTION_EVERY, lambda: purge_expired(engine, settings.retention_days)
+        # soon after start and then once an hour, on a thread of its own so that a long purge
+        # never holds up the sweeps (every worker does it; rows another worker is redacting
+        # are skipped).
+        sweepers.append(
+            Periodic(
+                "retention-purge",
+                RETENTION_EVERY,
+                lambda: purge_expired(engine, settings.retention_days),
+                first_after=settings.sweep_interval,
+            )
         )
-        sweepers.append(Periodic("retention-purge", settings.sweep_interval, purge_window))
 
     @worker_ready.connect(weak=False)
     def _start_sweepers(**_: object) -> None:
