@@ -58,10 +58,12 @@ def imports(args: list[str], env: dict[str, str]) -> tuple[list[tuple[int, str]]
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, cumulative, name = (part.strip() for part in line.split("|"))
-        if cumulative.isdigit() and not name.startswith(" "):
-            top.append((int(cumulative), name.strip()))
-        packages.add(name.strip().split(".")[0])
+        _, cumulative, raw = line.split("|")
+        name = raw.strip()
+        # A module imported at the top level has one space before its name; nested, more.
+        if cumulative.strip().isdigit() and not raw.startswith("  "):
+            top.append((int(cumulative), name))
+        packages.add(name.split(".")[0])
     return sorted(top, reverse=True)[:4], packages & set(FRAMEWORKS)
 
 

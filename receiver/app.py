@@ -139,9 +139,9 @@ def create_app(
             async with asyncio.timeout(config.body_timeout):
                 body = await reader.read(request, declared)
             if len(body) <= INLINE_BYTES:
-                checked = _check(body, given, secrets, request.path_params)
+                verdict = _check(body, given, secrets, request.path_params)
             else:
-                checked = await run_in_threadpool(_check, body, given, secrets, request.path_params)
+                verdict = await run_in_threadpool(_check, body, given, secrets, request.path_params)
         except BodyTooLarge:
             return too_large()
         except Busy:
@@ -162,9 +162,8 @@ def create_app(
             )
         finally:
             reader.release()
-        if checked is None:
+        if verdict is None:
             return unauthorized(request, "does not match")
-        verdict = checked
         received_at = datetime.now(UTC)
         event = NewEvent(
             id=verdict.event_id,

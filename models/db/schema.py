@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_REVISION = re.compile(r'^(down_revision|revision) = (?:"([^"]*)"|None)$', re.M)
+# `revision = "0005"` (either quote, as Alembic's template or a formatter writes it) or None.
+_REVISION = re.compile(r"""^(down_revision|revision) = (?:["']([^"']*)["']|None)$""", re.M)
 
 
 class SchemaError(Exception):
