@@ -32,6 +32,7 @@ from models.voucherify import is_envelope, parse_json
 from models.voucherify.fields import normal_status
 
 Status = Literal["pending", "ignored", "quarantined"]
+"""The statuses a delivery can be stored with (a subset of models.statuses.EventStatus)."""
 
 MAX_ID_LENGTH = 200
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine
 
 from models.db import eventlog, ledger_store, notification_store, run_store
 from models.routing import ORDER, handlers_for
+from models.statuses import RunStatus
 from models.voucherify import Payload, PayloadError, load_json, parse_payload
 from workers.books import SqlBooks
 from workers.handlers import BY_NAME
@@ -183,7 +184,7 @@ class Processor:
             ledger_store.rebuild_guard(conn, exclusive=False)
         books = SqlBooks(conn)
         jobs: list[Job] = []
-        outcomes: list[tuple[str, str, str | None]] = []
+        outcomes: list[tuple[str, RunStatus, str | None]] = []
         for event in group:
             if event.id not in todo:
                 continue

@@ -15,13 +15,14 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from models.db.insert import insert
 from models.db.tables import event_counts, events
+from models.statuses import EventStatus
 
 
 @dataclass(frozen=True)
 class NewEvent:
     id: str
     type: str | None
-    status: str
+    status: EventStatus
     received_at: datetime
     body: bytes
     headers: dict[str, str]
@@ -294,7 +295,7 @@ def reopen(conn: Connection, ids: Sequence[str]) -> None:
         )
 
 
-def retype(conn: Connection, event_id: str, event_type: str, status: str) -> bool:
+def retype(conn: Connection, event_id: str, event_type: str, status: EventStatus) -> bool:
     """Give a quarantined event the type a person chose; False when it is not quarantined
     (any more). Left undispatched, so the sweep hands it to the workers."""
     done = conn.execute(

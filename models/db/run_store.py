@@ -12,6 +12,7 @@ from models.db import bulk_io as bulk
 from models.db.batch_sql import among, as_json, insert_many, rows_from
 from models.db.insert import insert
 from models.db.tables import events, handler_runs
+from models.statuses import RunStatus
 
 
 def claim(conn: Connection, event_ids: list[str], handler: str, at: datetime) -> set[str]:
@@ -49,7 +50,10 @@ FINISH_POSTGRESQL = text(
 
 
 def finish(
-    conn: Connection, handler: str, outcomes: Sequence[tuple[str, str, str | None]], at: datetime
+    conn: Connection,
+    handler: str,
+    outcomes: Sequence[tuple[str, RunStatus, str | None]],
+    at: datetime,
 ) -> None:
     """Record (event id, status `done` or `held`, note) in the handler's own transaction."""
     if not outcomes:
