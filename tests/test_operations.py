@@ -33,15 +33,18 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.voucherify import source_timestamp
+from models.voucherify import (
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+    source_timestamp,
+)
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support import stores
 from tests.support.payloads import (
     dumps,
-    parse_redemption,
-    parse_reward_redemption,
-    parse_rollback,
+    parsed,
     reward_redemption,
 )
 from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook, worker_env
@@ -273,12 +276,12 @@ def expected_balances(log: list[tuple[str, Json]]) -> dict[tuple[str, str], int]
     rollbacks = []
     for event_type, data in log:
         if event_type == REDEMPTION:
-            posted = post_redemption(parse_redemption(data), "USD")
+            posted = post_redemption(parsed(RedemptionSucceeded, data), "USD")
             redemptions[data["redemption"]["id"]] = posted
         elif event_type == REWARD_REDEMPTION:
-            posted = post_reward_redemption(parse_reward_redemption(data))
+            posted = post_reward_redemption(parsed(RewardRedemptionCompleted, data))
         else:
-            rollbacks.append(parse_rollback(data))
+            rollbacks.append(parsed(RedemptionRollbackSucceeded, data))
             continue
         for transaction in posted:
             booked.setdefault(transaction.key, transaction)
@@ -292,10 +295,10 @@ def expected_cards(log: list[tuple[str, Json]]) -> dict[str, tuple[int | None, i
     observations: list[CardObservation] = []
     for event_type, data in log:
         if event_type == REWARD_REDEMPTION:
-            reward = parse_reward_redemption(data)
+            reward = parsed(RewardRedemptionCompleted, data)
             observations.append(observe_reward_redemption(reward, source_timestamp(data, reward)))
         elif event_type == REDEMPTION:
-            redeemed = parse_redemption(data)
+            redeemed = parsed(RedemptionSucceeded, data)
             seen = observe_redemption(redeemed, source_timestamp(data, redeemed))
             if seen is not None:
                 observations.append(seen)

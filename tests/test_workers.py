@@ -14,7 +14,7 @@ import httpx
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
 from models.loyalty import fold_observations, observe_reward_redemption
-from models.voucherify import source_timestamp
+from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import (
@@ -24,8 +24,7 @@ from tests.support.payloads import (
     envelope,
     example,
     example_bytes,
-    parse_redemption,
-    parse_reward_redemption,
+    parsed,
     reward_redemption,
 )
 from tests.support.processes import SECRET, Receiver, Worker, voucherhook, worker_env
@@ -186,7 +185,9 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
 
     assert codes == [202] * 1000
     assert killed_at < 1000, "the kill came after the run: it proved nothing"
-    expected = fold_balances(t for e in events for t in post_redemption(parse_redemption(e), "USD"))
+    expected = fold_balances(
+        t for e in events for t in post_redemption(parsed(RedemptionSucceeded, e), "USD")
+    )
     with pg_log.engine.connect() as conn:
         from models.db import ledger_store
 
@@ -233,7 +234,8 @@ def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
 
     expected = fold_observations(
         observe_reward_redemption(
-            parse_reward_redemption(e), source_timestamp(e, parse_reward_redemption(e))
+            parsed(RewardRedemptionCompleted, e),
+            source_timestamp(e, parsed(RewardRedemptionCompleted, e)),
         )
         for e in events
     )

@@ -45,9 +45,15 @@ from models.loyalty import (
 )
 from models.notifications import WEBHOOK_RECIPIENT, context, email_address
 from models.routing import NOTIFICATIONS, handlers_for
-from models.voucherify import parse_payload, source_timestamp
+from models.voucherify import (
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+    parse_payload,
+    source_timestamp,
+)
 from tests.support import stores
-from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
+from tests.support.payloads import parsed
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
 from workers.notification_channels import message_id
@@ -73,7 +79,7 @@ def expect(
 ) -> Expected:
     sent = list(sent)
     redemptions = {
-        event.redemption_id: post_redemption(parse_redemption(event.data), currency)
+        event.redemption_id: post_redemption(parsed(RedemptionSucceeded, event.data), currency)
         for event in sent
         if event.redemption_id
     }
@@ -82,14 +88,16 @@ def expect(
     planned: set[Key] = set()
     for event in sent:
         if event.event_type == "customer.reward_redemptions.completed":
-            reward = parse_reward_redemption(event.data)
+            reward = parsed(RewardRedemptionCompleted, event.data)
             booked += post_reward_redemption(reward)
             at = source_timestamp(event.data, reward)
             observed.append(observe_reward_redemption(reward, at))
         elif event.original is not None:
-            booked += post_rollback(parse_rollback(event.data), redemptions[event.original])
+            booked += post_rollback(
+                parsed(RedemptionRollbackSucceeded, event.data), redemptions[event.original]
+            )
         elif event.redemption_id:
-            paid = parse_redemption(event.data)
+            paid = parsed(RedemptionSucceeded, event.data)
             card = observe_redemption(paid, source_timestamp(event.data, paid))
             observed += [card] if card else []
         planned |= _notifications(event, currency, webhook_url, email)

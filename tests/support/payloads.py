@@ -6,14 +6,9 @@ import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from models.voucherify import (
-    RedemptionRollbackSucceeded,
-    RedemptionSucceeded,
-    RewardRedemptionCompleted,
-    parse_payload,
-)
+from models.voucherify import EVENT_MODELS, Payload, parse_payload
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "voucherify"
@@ -84,22 +79,13 @@ def reward_redemption(
     return data
 
 
-def parse_redemption(body: Mapping[str, Any]) -> RedemptionSucceeded:
-    """A `redemption.succeeded` payload, as the workers parse it."""
-    payload = parse_payload(REDEMPTION, body)
-    assert isinstance(payload, RedemptionSucceeded)
-    return payload
+P = TypeVar("P", bound=Payload)
 
 
-def parse_reward_redemption(body: Mapping[str, Any]) -> RewardRedemptionCompleted:
-    """A `customer.reward_redemptions.completed` payload, as the workers parse it."""
-    payload = parse_payload(REWARD_REDEMPTION, body)
-    assert isinstance(payload, RewardRedemptionCompleted)
-    return payload
-
-
-def parse_rollback(body: Mapping[str, Any]) -> RedemptionRollbackSucceeded:
-    """A `redemption.rollback.succeeded` payload, as the workers parse it."""
-    payload = parse_payload("redemption.rollback.succeeded", body)
-    assert isinstance(payload, RedemptionRollbackSucceeded)
+def parsed(model: type[P], body: Mapping[str, Any]) -> P:
+    """A payload of `model` (one of `EVENT_MODELS`), as the workers parse it: by its event
+    type, from an envelope or a raw payload."""
+    (event_type,) = [name for name, known in EVENT_MODELS.items() if known is model]
+    payload = parse_payload(event_type, body)
+    assert isinstance(payload, model)
     return payload

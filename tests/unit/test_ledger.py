@@ -20,8 +20,13 @@ from models.ledger import (
     post_reward_redemption,
     post_rollback,
 )
-from models.voucherify import PayloadError
-from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
+from models.voucherify import (
+    PayloadError,
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+)
+from tests.support.payloads import parsed
 from tests.unit.recorded import (
     STACK_ORDER,
     Json,
@@ -40,7 +45,7 @@ REWARD = "rew_UtRGHxt98jwCzodkskxQ7KLp"
 
 
 def book(data: Json, currency: str = USD) -> tuple[Transaction, ...]:
-    return post_redemption(parse_redemption(data), currency)
+    return post_redemption(parsed(RedemptionSucceeded, data), currency)
 
 
 def non_zero(
@@ -198,7 +203,9 @@ def test_stack_check_tells_a_parent_not_seen_yet() -> None:
 
 
 def test_seed_reward_redemption_moves_points_from_the_card_to_the_reward() -> None:
-    (transaction,) = post_reward_redemption(parse_reward_redemption(seed_reward_redemption()))
+    (transaction,) = post_reward_redemption(
+        parsed(RewardRedemptionCompleted, seed_reward_redemption())
+    )
     assert transaction.key == "reward_redemption:rewr_N5xhKgV5tJBmJxrtb5YB7V3q"
     assert balances([transaction]) == {
         (f"loyalty:rewards:{REWARD}", POINTS): 100,
@@ -207,7 +214,9 @@ def test_seed_reward_redemption_moves_points_from_the_card_to_the_reward() -> No
 
 
 def test_the_rewards_own_coupon_posts_nothing_yet() -> None:
-    transactions = post_reward_redemption(parse_reward_redemption(seed_reward_redemption()))
+    transactions = post_reward_redemption(
+        parsed(RewardRedemptionCompleted, seed_reward_redemption())
+    )
     accounts = {posting.account for t in transactions for posting in t.postings}
     assert not any("v_7cNPiXkbCZJ4SkCil4XFZulEi3Z7ejmD" in account for account in accounts)
 
@@ -215,14 +224,16 @@ def test_the_rewards_own_coupon_posts_nothing_yet() -> None:
 def test_a_reward_costing_no_points_posts_nothing() -> None:
     data = seed_reward_redemption()
     data["reward_assignment"]["parameters"]["loyalty"]["points"] = 0
-    assert post_reward_redemption(parse_reward_redemption(data)) == ()
+    assert post_reward_redemption(parsed(RewardRedemptionCompleted, data)) == ()
 
 
 # --- rollbacks ----------------------------------------------------------------------------
 
 
 def roll_back(original: Json, rr_id: str, order_status: str = "PAID") -> tuple[Transaction, ...]:
-    event = parse_rollback(rollback(original, rr_id, order_status=order_status))
+    event = parsed(
+        RedemptionRollbackSucceeded, rollback(original, rr_id, order_status=order_status)
+    )
     return post_rollback(event, book(original))
 
 
@@ -263,7 +274,7 @@ def test_rollback_of_a_redemption_that_booked_nothing_books_nothing() -> None:
 
 
 def test_rollback_refuses_transactions_booked_by_another_redemption() -> None:
-    event = parse_rollback(rollback(seed_redemption(), "rr_1"))
+    event = parsed(RedemptionRollbackSucceeded, rollback(seed_redemption(), "rr_1"))
     with pytest.raises(ValueError, match="not booked by r_0e2500291ae016adea"):
         post_rollback(event, book(redemption("r_other")))
 
@@ -316,7 +327,7 @@ def test_folding_keeps_the_first_of_a_key_and_surfaces_conflicts() -> None:
 def test_every_posting_rule_balances_on_the_seed_events() -> None:
     everything = [
         *book(seed_redemption()),
-        *post_reward_redemption(parse_reward_redemption(seed_reward_redemption())),
+        *post_reward_redemption(parsed(RewardRedemptionCompleted, seed_reward_redemption())),
         *roll_back(seed_redemption(), "rr_1", order_status="CANCELED"),
     ]
     assert all(set(asset_totals(t.postings).values()) == {0} for t in everything)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from models.journal import asset_totals
 from models.ledger import Transaction, fold, post_redemption, post_rollback
-from tests.support.payloads import parse_redemption, parse_rollback
+from models.voucherify import RedemptionRollbackSucceeded, RedemptionSucceeded
+from tests.support.payloads import parsed
 from tests.unit.recorded import Json, redemption, rollback
 
 USD = "USD"
@@ -31,7 +32,7 @@ class Order:
 
 
 def book(data: Json) -> tuple[Transaction, ...]:
-    return post_redemption(parse_redemption(data), USD)
+    return post_redemption(parsed(RedemptionSucceeded, data), USD)
 
 
 @st.composite
@@ -69,7 +70,7 @@ def orders(draw: st.DrawFn, index: int, *, rollbacks: bool = True) -> Order:
         status = draw(st.sampled_from(["PAID", "CANCELED"]))
         for data in payloads:
             rr = f"rr_{data['redemption']['id']}"
-            event = parse_rollback(rollback(data, rr, order_status=status))
+            event = parsed(RedemptionRollbackSucceeded, rollback(data, rr, order_status=status))
             events.append(post_rollback(event, book(data)))
     return Order(order_id, amount, sum(applied), tuple(events), rolled_back)
 

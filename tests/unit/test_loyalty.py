@@ -18,8 +18,13 @@ from models.loyalty import (
     observe_redemption,
     observe_reward_redemption,
 )
-from models.voucherify import PayloadError, source_timestamp
-from tests.support.payloads import parse_redemption, parse_reward_redemption
+from models.voucherify import (
+    PayloadError,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+    source_timestamp,
+)
+from tests.support.payloads import parsed
 from tests.unit.recorded import redemption, seed_redemption, seed_reward_redemption, stack
 
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
@@ -29,7 +34,7 @@ SEED_TIME = datetime(2024, 5, 13, 12, 26, 6, 250000, UTC)
 
 def seed_observation() -> CardObservation:
     body = seed_reward_redemption()
-    event = parse_reward_redemption(body)
+    event = parsed(RewardRedemptionCompleted, body)
     return observe_reward_redemption(event, source_timestamp(body, event))
 
 
@@ -137,7 +142,7 @@ def test_a_source_time_must_be_timezone_aware() -> None:
 
 def test_a_loyalty_card_payment_takes_its_redemption_amount_in_points() -> None:
     data = redemption("r_pay", kind="loyalty", applied=800, points=80, voucher_id="v_card")
-    event = parse_redemption(data)
+    event = parsed(RedemptionSucceeded, data)
     observation = observe_redemption(event, source_timestamp(data, event))
     assert observation is not None
     assert (observation.card_id, observation.points_taken, observation.balance) == (
@@ -152,14 +157,14 @@ def test_a_loyalty_card_payment_takes_its_redemption_amount_in_points() -> None:
 def test_redemptions_of_anything_but_a_loyalty_card_observe_no_card() -> None:
     parent, _ = stack()
     for data in (seed_redemption(), redemption("r_g", kind="gift"), parent):
-        event = parse_redemption(data)
+        event = parsed(RedemptionSucceeded, data)
         assert observe_redemption(event, SEED_TIME) is None
 
 
 def test_a_card_without_a_reported_balance_is_named() -> None:
     data = seed_reward_redemption()
     del data["voucher"]["loyalty_card"]["balance"]
-    event = parse_reward_redemption(data)
+    event = parsed(RewardRedemptionCompleted, data)
     with pytest.raises(PayloadError, match=r"^voucher\.loyalty_card\.balance: field required"):
         observe_reward_redemption(event, SEED_TIME)
 
@@ -168,7 +173,7 @@ def test_a_card_falls_back_to_the_customer_when_no_holder_is_named() -> None:
     data = seed_reward_redemption()
     data["holder"] = None
     del data["voucher"]["holder_id"]
-    observation = observe_reward_redemption(parse_reward_redemption(data), SEED_TIME)
+    observation = observe_reward_redemption(parsed(RewardRedemptionCompleted, data), SEED_TIME)
     assert observation.customer_id == HOLDER
 
 

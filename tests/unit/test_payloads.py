@@ -9,14 +9,16 @@ import pytest
 
 from models.voucherify import (
     PayloadError,
+    RedemptionRollbackSucceeded,
     RedemptionSucceeded,
+    RewardRedemptionCompleted,
     event_data,
     load_json,
     parse_payload,
     parse_timestamp,
     source_timestamp,
 )
-from tests.support.payloads import parse_redemption, parse_reward_redemption, parse_rollback
+from tests.support.payloads import parsed
 from tests.unit.recorded import (
     REDEMPTION,
     REWARD_REDEMPTION,
@@ -31,7 +33,7 @@ from tests.unit.recorded import (
 
 
 def test_seed_redemption_gives_what_the_ledger_books() -> None:
-    event = parse_redemption(seed_redemption())
+    event = parsed(RedemptionSucceeded, seed_redemption())
     assert event.order is not None
     assert (event.order.id, event.order.amount) == ("ord_3VYCHwdV0YOOch2nm1RsTKNI", 7000)
     assert event.order.total_applied_discount_amount == 1000
@@ -42,7 +44,7 @@ def test_seed_redemption_gives_what_the_ledger_books() -> None:
 
 
 def test_seed_reward_redemption_gives_card_reward_and_points() -> None:
-    event = parse_reward_redemption(seed_reward_redemption())
+    event = parsed(RewardRedemptionCompleted, seed_reward_redemption())
     assert event.voucher.id == "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
     assert event.voucher.loyalty_card is not None and event.voucher.loyalty_card.balance == 70
     assert event.voucher.redemption is not None
@@ -57,7 +59,7 @@ def test_seed_reward_redemption_gives_card_reward_and_points() -> None:
 
 
 def test_malformed_timestamps_of_the_published_example_are_normalised() -> None:
-    event = parse_reward_redemption(seed_reward_redemption())
+    event = parsed(RewardRedemptionCompleted, seed_reward_redemption())
     # "2024-05-13T12: 26: 06.250Z" in the example
     assert event.reward_redemption.created_at == datetime(2024, 5, 13, 12, 26, 6, 250000, UTC)
 
@@ -82,37 +84,37 @@ def test_an_envelope_and_its_raw_data_parse_alike() -> None:
     raw = seed_redemption()
     wrapped = envelope(REDEMPTION, seed_redemption())
     assert event_data(wrapped) == raw
-    assert parse_redemption(wrapped) == parse_redemption(raw)
+    assert parsed(RedemptionSucceeded, wrapped) == parsed(RedemptionSucceeded, raw)
 
 
 def test_unknown_fields_are_ignored() -> None:
     data = seed_redemption()
     data["brand_new_field"] = {"anything": [1, 2]}
     data["order"]["another_new_field"] = "x"
-    assert parse_redemption(data) == parse_redemption(seed_redemption())
+    assert parsed(RedemptionSucceeded, data) == parsed(RedemptionSucceeded, seed_redemption())
 
 
 def test_objects_the_docs_say_may_be_null_may_be_null() -> None:
     data = seed_redemption()
     data.update(holder=None, promotion_tier=None, customer={"id": "c", "email": None})
     data["voucher"]["campaign_id"] = None
-    event = parse_redemption(data)
+    event = parsed(RedemptionSucceeded, data)
     assert event.customer is not None and event.customer.email is None
 
     data.update(order=None, voucher=None, customer=None)
     data["redemption"]["order"] = None
-    assert parse_redemption(data).order is None
+    assert parsed(RedemptionSucceeded, data).order is None
 
 
 def test_the_order_inside_the_redemption_serves_when_the_top_level_one_is_null() -> None:
     data = seed_redemption()
     data["order"] = None
-    event = parse_redemption(data)
+    event = parsed(RedemptionSucceeded, data)
     assert event.order is not None and event.order.id == "ord_3VYCHwdV0YOOch2nm1RsTKNI"
 
 
 def test_status_spellings_are_read_as_one() -> None:
-    event = parse_rollback(rollback(seed_redemption(), "rr_1"))
+    event = parsed(RedemptionRollbackSucceeded, rollback(seed_redemption(), "rr_1"))
     assert event.redemption is not None and event.redemption.status == "ROLLED_BACK"
 
 
@@ -120,7 +122,7 @@ def test_a_missing_amount_is_named_by_its_path() -> None:
     data = seed_redemption()
     del data["order"]["amount"]
     with pytest.raises(PayloadError) as caught:
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
     assert str(caught.value) == "order.amount: field required"
     assert caught.value.problems == (("order.amount", "field required"),)
 
@@ -129,13 +131,13 @@ def test_money_must_be_an_integer() -> None:
     data = seed_redemption()
     data["order"]["total_applied_discount_amount"] = "1000"
     with pytest.raises(PayloadError, match=r"order\.total_applied_discount_amount: input should"):
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
 
 
 def test_an_integral_float_is_still_an_integer_amount() -> None:
     data = seed_redemption()
     data["order"]["amount"] = 7000.0
-    event = parse_redemption(data)
+    event = parsed(RedemptionSucceeded, data)
     assert event.order is not None and event.order.amount == 7000
 
 
@@ -143,7 +145,7 @@ def test_money_cannot_be_negative() -> None:
     data = seed_redemption()
     data["order"]["amount"] = -7000
     with pytest.raises(PayloadError, match=r"^order\.amount: input should be greater than"):
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -151,7 +153,7 @@ def test_every_problem_is_reported_at_once() -> None:
     del data["order"]["amount"]
     del data["redemption"]["id"]
     with pytest.raises(PayloadError) as caught:
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
     assert {path for path, _ in caught.value.problems} == {"order.amount", "redemption.id"}
 
 
@@ -161,14 +163,14 @@ def test_reward_points_are_required() -> None:
     with pytest.raises(
         PayloadError, match=r"^reward_assignment\.parameters\.loyalty\.points: field"
     ):
-        parse_reward_redemption(data)
+        parsed(RewardRedemptionCompleted, data)
 
 
 def test_an_unusable_timestamp_is_named() -> None:
     data = seed_reward_redemption()
     data["reward_redemption"]["created_at"] = "yesterday"
     with pytest.raises(PayloadError, match=r"^reward_redemption\.created_at: not an ISO 8601"):
-        parse_reward_redemption(data)
+        parsed(RewardRedemptionCompleted, data)
 
 
 def test_a_body_that_is_not_an_object_is_refused_clearly() -> None:
@@ -192,48 +194,48 @@ def test_an_event_type_without_a_model_is_a_caller_error() -> None:
 
 def test_stack_roles_are_told_apart() -> None:
     parent, children = stack()
-    assert parse_redemption(seed_redemption()).role == "single"
-    assert parse_redemption(parent).role == "parent"
-    assert {parse_redemption(child).role for child in children} == {"child"}
+    assert parsed(RedemptionSucceeded, seed_redemption()).role == "single"
+    assert parsed(RedemptionSucceeded, parent).role == "parent"
+    assert {parsed(RedemptionSucceeded, child).role for child in children} == {"child"}
 
 
 def test_a_redemption_naming_neither_redeemable_nor_being_a_parent_is_refused() -> None:
     data = redemption("r_odd", kind="parent", parent="r_other")
     with pytest.raises(PayloadError, match=r"^redemption\.redemption: names a parent"):
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
 
 
 def test_a_failed_redemption_is_not_a_succeeded_one() -> None:
     data = seed_redemption()
     data["redemption"]["result"] = "FAILURE"
     with pytest.raises(PayloadError, match=r"^redemption\.result"):
-        parse_redemption(data)
+        parsed(RedemptionSucceeded, data)
 
 
 def test_voucher_kind_comes_from_its_type_then_its_sub_objects() -> None:
-    gift = parse_redemption(redemption("r_g", kind="gift")).voucher
-    card = parse_redemption(redemption("r_l", kind="loyalty", points=50)).voucher
+    gift = parsed(RedemptionSucceeded, redemption("r_g", kind="gift")).voucher
+    card = parsed(RedemptionSucceeded, redemption("r_l", kind="loyalty", points=50)).voucher
     assert gift is not None and card is not None
     assert (gift.kind, card.kind) == ("gift", "loyalty")
     untyped = redemption("r_u", kind="gift")
     del untyped["voucher"]["type"]
-    voucher = parse_redemption(untyped).voucher
+    voucher = parsed(RedemptionSucceeded, untyped).voucher
     assert voucher is not None and voucher.kind == "gift"
 
 
 def test_source_timestamp_of_a_raw_redemption_is_its_created_at() -> None:
     body = seed_redemption()
-    assert source_timestamp(body, parse_redemption(body)) == datetime(
+    assert source_timestamp(body, parsed(RedemptionSucceeded, body)) == datetime(
         2024, 1, 15, 12, 20, 38, 636000, UTC
     )
 
 
 def test_source_timestamp_of_a_reward_redemption_is_when_it_completed() -> None:
     body = seed_reward_redemption()
-    at = source_timestamp(body, parse_reward_redemption(body))
+    at = source_timestamp(body, parsed(RewardRedemptionCompleted, body))
     assert at == datetime(2024, 5, 13, 12, 26, 6, 250000, UTC)
     body["reward_redemption"]["updated_at"] = "2024-05-13T12:27:00.000Z"
-    assert source_timestamp(body, parse_reward_redemption(body)).minute == 27
+    assert source_timestamp(body, parsed(RewardRedemptionCompleted, body)).minute == 27
 
 
 def test_source_timestamp_falls_back_to_the_envelope() -> None:
@@ -241,16 +243,18 @@ def test_source_timestamp_falls_back_to_the_envelope() -> None:
     del data["created_at"]
     del data["redemption"]["date"]
     body = envelope(REDEMPTION, data, created_at="2024-02-01T00:00:00.123456Z")
-    assert source_timestamp(body, parse_redemption(body)) == datetime(
+    assert source_timestamp(body, parsed(RedemptionSucceeded, body)) == datetime(
         2024, 2, 1, 0, 0, 0, 123456, UTC
     )
     with pytest.raises(PayloadError, match="no usable source timestamp"):
-        source_timestamp(data, parse_redemption(data))
+        source_timestamp(data, parsed(RedemptionSucceeded, data))
 
 
 def test_rollback_names_its_original_and_whether_the_order_was_cancelled() -> None:
-    kept = parse_rollback(rollback(seed_redemption(), "rr_1"))
-    cancelled = parse_rollback(rollback(seed_redemption(), "rr_2", order_status="CANCELED"))
+    kept = parsed(RedemptionRollbackSucceeded, rollback(seed_redemption(), "rr_1"))
+    cancelled = parsed(
+        RedemptionRollbackSucceeded, rollback(seed_redemption(), "rr_2", order_status="CANCELED")
+    )
     assert kept.original_id == "r_0e2500291ae016adea"
     assert kept.redemption_rollback.id == "rr_1"
     assert (kept.order_cancelled, cancelled.order_cancelled) == (False, True)
@@ -261,7 +265,7 @@ def test_a_rollback_contradicting_its_original_is_refused() -> None:
     data = rollback(seed_redemption(), "rr_1")
     data["redemption_rollback"]["redemption"] = "r_someone_else"
     with pytest.raises(PayloadError, match=r"^redemption_rollback\.redemption: r_someone_else"):
-        parse_rollback(data)
+        parsed(RedemptionRollbackSucceeded, data)
 
 
 def test_a_rollback_without_any_original_is_refused() -> None:
@@ -269,4 +273,4 @@ def test_a_rollback_without_any_original_is_refused() -> None:
     data["redemption"] = None
     del data["redemption_rollback"]["redemption"]
     with pytest.raises(PayloadError, match=r"^redemption_rollback\.redemption: field required"):
-        parse_rollback(data)
+        parsed(RedemptionRollbackSucceeded, data)

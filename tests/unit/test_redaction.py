@@ -27,10 +27,16 @@ from models.redaction import (
     scrub_text,
     search_terms,
 )
-from models.voucherify import EVENT_MODELS, Payload, parse_payload, source_timestamp
+from models.voucherify import (
+    EVENT_MODELS,
+    Payload,
+    RedemptionRollbackSucceeded,
+    parse_payload,
+    source_timestamp,
+)
 from models.voucherify import RedemptionSucceeded as Redeemed
 from models.voucherify import RewardRedemptionCompleted as Rewarded
-from tests.support.payloads import FIXTURES, parse_redemption, parse_rollback
+from tests.support.payloads import FIXTURES, parsed
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
 
@@ -149,10 +155,10 @@ def test_what_the_ledger_the_cards_and_the_notification_keys_read_is_kept(
 def test_a_rollback_reverses_the_same_postings_after_redaction() -> None:
     original = recorded.redemption("r_orig", order_id="ord_orig", kind="loyalty", points=30)
     rollback = recorded.rollback(original, "rr_orig", order_status="CANCELED")
-    booked = post_redemption(parse_redemption(original), "USD")
+    booked = post_redemption(parsed(Redeemed, original), "USD")
 
-    before = post_rollback(parse_rollback(rollback), booked)
-    after = post_rollback(parse_rollback(redacted(rollback)), booked)
+    before = post_rollback(parsed(RedemptionRollbackSucceeded, rollback), booked)
+    after = post_rollback(parsed(RedemptionRollbackSucceeded, redacted(rollback)), booked)
 
     assert after == before != ()
 
