@@ -31,12 +31,12 @@ def load_for_update(conn: Connection, card_id: str) -> CardState | None:
     row = conn.execute(
         select(loyalty_cards).where(loyalty_cards.c.card_id == card_id).with_for_update()
     ).first()
-    return _state(row) if row else None
+    return state_of(row) if row else None
 
 
 def get(conn: Connection, card_id: str) -> CardState | None:
     row = conn.execute(select(loyalty_cards).where(loyalty_cards.c.card_id == card_id)).first()
-    return _state(row) if row else None
+    return state_of(row) if row else None
 
 
 def _values(state: CardState, at: datetime) -> dict[str, Any]:
@@ -72,7 +72,8 @@ def save(conn: Connection, state: CardState, at: datetime) -> None:
     )
 
 
-def _state(row: Any) -> CardState:
+def state_of(row: Any) -> CardState:
+    """A `loyalty_cards` row (all its columns) as the card's state."""
     return CardState(
         card_id=row.card_id,
         customer_id=row.customer_id,

@@ -17,8 +17,8 @@ from models.loyalty import CardState
 
 def all_cards(conn: Connection) -> list[CardState]:
     """Every stored card, by card id, read as the product reads one."""
-    ids = conn.scalars(select(loyalty_cards.c.card_id).order_by(loyalty_cards.c.card_id))
-    return [card for card_id in ids.all() if (card := card_store.get(conn, card_id))]
+    rows = conn.execute(select(loyalty_cards).order_by(loyalty_cards.c.card_id))
+    return [card_store.state_of(row) for row in rows]
 
 
 def clear_ledger(conn: Connection) -> None:
