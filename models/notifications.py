@@ -23,9 +23,11 @@ WEBHOOK_RECIPIENT = "NOTIFY_WEBHOOK_URL"
 """The recipient of every webhook delivery: the setting whose URL the sender posts to at send
 time. The URL is a credential (a Slack incoming webhook) and is never stored."""
 
+NOT_ONE_PLAIN_ADDRESS = "is not one plain address (several, a display name or a line break)"
+"""Why an email address is refused (`plain_address`)."""
+
 NOT_ONE_ADDRESS = (
-    "no email: the customer's email is not one plain address (several, a display name or a "
-    "line break); correct it in Voucherify"
+    f"no email: the customer's email {NOT_ONE_PLAIN_ADDRESS}; correct it in Voucherify"
 )
 
 # ISO 4217 currencies without minor units; every other is shown with two decimals.

@@ -187,12 +187,13 @@ def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in headers.items() if name.lower() in SAFE_HEADERS}
 
 
-def scrub_text(text: str | None, also: Iterable[str] = ()) -> str | None:
-    """Free text (an error message) without email addresses and without the strings `also`."""
+def scrub_text(text: str | None, also: Iterable[str] = (), *, marker: str = REDACTED) -> str | None:
+    """Free text (an error message) without email addresses and without the strings `also`,
+    each replaced by `marker`."""
     if text is None:
         return None
     wanted = _wanted(also)
-    return _replace_inside(text, wanted.inside) if text else text
+    return _replace_inside(text, wanted.inside, marker) if text else text
 
 
 @dataclass(frozen=True)
@@ -333,8 +334,8 @@ def _scrub(value: Any, key: str | None, wanted: _Wanted) -> Any:
     return value
 
 
-def _replace_inside(text: str, pattern: re.Pattern[str]) -> str:
-    return pattern.sub(REDACTED, text)
+def _replace_inside(text: str, pattern: re.Pattern[str], marker: str = REDACTED) -> str:
+    return pattern.sub(marker, text)
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from models.notifications import WEBHOOK_RECIPIENT, plain_address
+from models.notifications import NOT_ONE_PLAIN_ADDRESS, WEBHOOK_RECIPIENT, plain_address
+from models.redaction import scrub_text
 
 
 class Sender(Protocol):
@@ -47,19 +48,15 @@ def _domain(sender: str) -> str:
     return domain if re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain) else "voucherhook"
 
 
-_ADDRESS = re.compile(r'<?[^\s<>@,;:()"]+@[^\s<>@,;:()"]+>?')
 WITHHELD = "(address withheld)"
 
 
 def _redact(text: str | bytes, *known: str) -> str:
-    """An SMTP server's message without the addresses in it (servers quote the one refused)."""
-    shown = _ADDRESS.sub(
-        WITHHELD, text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    )
-    for value in known:
-        if value:
-            shown = shown.replace(value, WITHHELD)
-    return shown.strip()
+    """An SMTP server's message without the addresses in it (servers quote the one refused,
+    often in angle brackets) nor the `known` ones."""
+    shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    scrubbed = scrub_text(shown, known, marker=WITHHELD) or ""
+    return scrubbed.replace(f"<{WITHHELD}>", WITHHELD).strip()
 
 
 class EmailSender:
@@ -78,8 +75,8 @@ class EmailSender:
         address = plain_address(recipient)
         if address is None:
             raise Undeliverable(
-                "not sent: the recipient is not one plain address (several, a display name or a "
-                "line break); correct the customer's email in Voucherify"
+                f"not sent: the recipient {NOT_ONE_PLAIN_ADDRESS}; correct the customer's email "
+                "in Voucherify"
             )
         message = EmailMessage()
         message["From"] = self._sender
