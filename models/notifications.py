@@ -73,9 +73,9 @@ def money(minor: int, currency: str) -> str:
 
 def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] | None:
     """What the templates of `event_type` are given; None when the event notifies nothing."""
+    if _stack_child(payload):
+        return None
     if isinstance(payload, RedemptionSucceeded):
-        if payload.role == "child":
-            return None
         order = payload.order
         customer = payload.customer
         return {
@@ -106,6 +106,11 @@ def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] 
             "reward_redemption_id": payload.reward_redemption.id,
         }
     return None
+
+
+def _stack_child(payload: Payload) -> bool:
+    """A stack notifies once, through its parent: its children notify nothing."""
+    return isinstance(payload, RedemptionSucceeded) and payload.role == "child"
 
 
 def plain_address(text: str) -> str | None:
@@ -154,8 +159,8 @@ def email_address(payload: Payload) -> str | None:
 def email_refused(payload: Payload) -> str | None:
     """Why nobody is emailed although the payload gives an email; None when an address is
     used, or none was given, or the event notifies nobody. The address itself is not repeated."""
-    if isinstance(payload, RedemptionSucceeded) and payload.role == "child":
-        return None  # a stack notifies through its parent
+    if _stack_child(payload):
+        return None
     given = any(person is not None and person.email for person in _people(payload))
     if given and email_address(payload) is None:
         return NOT_ONE_ADDRESS

@@ -31,6 +31,6 @@ def handle(job: Job) -> Outcome:
     job.messages.extend(planned)
     note = f"{len(planned)} notification(s)" if planned else "nothing to notify"
     refused = email_refused(job.payload) if config.email else None
-    if refused and not any(message.channel == "email" for message in planned):
+    if refused:  # then no email was planned
         note = f"{note}; {refused}"
     return Outcome(note=note)
