@@ -221,10 +221,6 @@ def redact_notification(
     )
 
 
-def is_redacted_notification(body: str) -> bool:
-    return body == REDACTED
-
-
 # A customer's data, for an erasure request -------------------------------------------------
 
 

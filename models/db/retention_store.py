@@ -117,10 +117,14 @@ def left_alone(conn: Connection, before: datetime) -> dict[str, int]:
     return {status: int(n) for status, n in conn.execute(stmt)}
 
 
+def _of_redacted_event(before: datetime) -> ColumnElement[bool]:
+    """Of an event redacted, or that a purge up to `before` redacts (joined on events)."""
+    return or_(events.c.redacted_at.is_not(None), _expired(before))
+
+
 def _finished_of_redacted(before: datetime) -> ColumnElement[bool]:
     """Finished, not yet redacted notifications of events redacted or about to be."""
-    redacted_event = or_(events.c.redacted_at.is_not(None), _expired(before))
-    return and_(notifications.c.status.in_(FINISHED), not_redacted(), redacted_event)
+    return and_(notifications.c.status.in_(FINISHED), not_redacted(), _of_redacted_event(before))
 
 
 def count_finished(conn: Connection, before: datetime) -> int:
@@ -148,11 +152,10 @@ def finished_page(
 
 def unfinished(conn: Connection, before: datetime) -> int:
     """Notifications still to be sent (pending, sending) of events a purge redacts."""
-    redacted_event = or_(events.c.redacted_at.is_not(None), _expired(before))
     stmt = (
         select(func.count())
         .select_from(notifications.join(events, events.c.id == notifications.c.event_id))
-        .where(notifications.c.status.not_in(FINISHED), redacted_event)
+        .where(notifications.c.status.not_in(FINISHED), _of_redacted_event(before))
     )
     return int(conn.scalar(stmt) or 0)
 
@@ -171,10 +174,6 @@ def mentioning_page(
     found = or_(*(_contains(conn.dialect.name, term) for term in terms))
     stmt = _event_columns().where(found, events.c.seq > after).order_by(events.c.seq).limit(limit)
     return [_event(row) for row in conn.execute(stmt)]
-
-
-def last_seq(conn: Connection) -> int:
-    return int(conn.scalar(select(func.max(events.c.seq))) or 0)
 
 
 def notifications_of(
