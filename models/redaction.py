@@ -77,30 +77,29 @@ PERSONAL_FIELDS = frozenset(
 )
 """Fields that are null in a redacted body wherever they are."""
 
-_IDENTIFYING = frozenset(
+_NOT_LOOKED_FOR = frozenset(
     {
-        "email",
-        "emails",
-        "phone",
-        "phone_number",
-        "phones",
-        "mobile",
-        "name",
-        "first_name",
-        "last_name",
-        "middle_name",
-        "full_name",
-        "customer_name",
-        "source_id",
-        "tracking_id",
-        "address",
-        "addresses",
-        "billing_address",
-        "shipping_address",
+        "metadata",
+        "birthdate",
+        "birthday",
+        "date_of_birth",
+        "ip",
+        "ip_address",
+        "client_ip",
+        "remote_addr",
+        "user_agent",
     }
 )
-"""Removed fields whose strings are looked for elsewhere in the body (not metadata: its
-values are words like "en" or "EMEA" that would take innocent strings with them)."""
+"""Personal fields whose values are not looked for elsewhere in the body: metadata's values
+are words like "en" or "EMEA" that would take innocent strings with them, and a date, an IP
+address or a user agent is not what names a person in other fields."""
+
+_NAMES_A_PERSON = frozenset({"name", "source_id"})
+"""Fields personal in a person only (a campaign has a name, an order a source id): removed
+there with the rest of the person, and their values looked for elsewhere."""
+
+_IDENTIFYING = (PERSONAL_FIELDS - _NOT_LOOKED_FOR) | _NAMES_A_PERSON
+"""Removed fields whose strings are looked for elsewhere in the body."""
 
 PROTECTED_FIELDS = frozenset(
     {

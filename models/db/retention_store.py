@@ -29,12 +29,13 @@ from sqlalchemy import (
 
 from models.db.notification_store import not_redacted
 from models.db.tables import events, loyalty_cards, notifications
+from models.statuses import EventStatus, NotificationStatus
 
-PURGED_STATUSES = ("processed", "ignored")
+PURGED_STATUSES: tuple[EventStatus, ...] = ("processed", "ignored")
 """Events a purge redacts: done with. Pending, failed and quarantined ones are still being
 worked on or wait for a person."""
 
-FINISHED = ("sent", "failed")
+FINISHED: tuple[NotificationStatus, ...] = ("sent", "failed")
 """Notifications a purge redacts: nothing will send them again."""
 
 
@@ -207,7 +208,7 @@ def write_events(
     updates: Sequence[EventUpdate],
     at: datetime,
     *,
-    only: tuple[str, ...] | None = None,
+    only: tuple[EventStatus, ...] | None = None,
 ) -> int:
     """Store redacted copies and stamp `redacted_at`; with `only`, just events still in those
     statuses and not redacted meanwhile. The rows written."""

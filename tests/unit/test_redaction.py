@@ -362,3 +362,11 @@ def _loose(value: Any, key: str | None = None) -> list[str]:
         return [text for item in value for text in _loose(item, key)]
     protected = key in ("id", "order_id", "customer_id", "status", "created_at")
     return [value] if isinstance(value, str) and not protected else []
+
+
+def test_the_fields_looked_for_elsewhere_are_the_personal_fields_but_those_left_out() -> None:
+    from models import redaction
+
+    assert redaction._NOT_LOOKED_FOR < redaction.PERSONAL_FIELDS
+    assert "metadata" not in redaction._IDENTIFYING
+    assert {"email", "name", "source_id", "tracking_id"} <= redaction._IDENTIFYING

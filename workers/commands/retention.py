@@ -8,12 +8,15 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from models.db.retention_store import PURGED_STATUSES
+from models.statuses import EVENT_STATUSES
 from workers import output
 from workers.commands import CommandError, connect
 from workers.retention import Forgotten, Purged, forget_customer, purge
 from workers.settings import Settings
 
-LEFT_ALONE = ("pending", "failed", "quarantined")
+LEFT_ALONE = tuple(status for status in EVENT_STATUSES if status not in PURGED_STATUSES)
+"""The statuses of the events a purge leaves, in the order they are reported."""
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
