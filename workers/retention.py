@@ -128,9 +128,7 @@ def _purge_notifications(engine: Engine, before: datetime, advance: Advance) -> 
             if not page:
                 return written
             updates = [_notification_update(note) for note in page]
-            written += store.write_notifications(
-                conn, updates, only_finished=True, cancelled=CANCELLED
-            )
+            written += store.write_notifications(conn, updates)
         after = page[-1].seq
         advance(len(page))
 
@@ -271,8 +269,7 @@ def _forget_notifications(
         store.write_notifications(
             conn,
             [_notification_update(note, values) for note in fresh],
-            only_finished=False,
-            cancelled=CANCELLED,
+            cancel=CANCELLED,
         )
     result.notifications.extend(
         ForgottenNotification(note.seq, note.event_id, note.channel, note.status) for note in fresh

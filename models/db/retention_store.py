@@ -239,25 +239,27 @@ def write_notifications(
     conn: Connection,
     updates: Sequence[NotificationUpdate],
     *,
-    only_finished: bool,
-    cancelled: str,
+    cancel: str | None = None,
 ) -> int:
-    """Store redacted deliveries. With `only_finished`, just those still sent or failed; else a
-    pending one is also cancelled (`failed` with the reason `cancelled`), never to be sent."""
+    """Store redacted deliveries: just those still sent or failed; or, given a `cancel`
+    reason, a pending one too, cancelled (`failed` with that reason), never to be sent."""
     if not updates:
         return 0
-    pending = notifications.c.status == "pending"
     stmt = update(notifications).where(notifications.c.seq == bindparam("b_seq"))
-    if only_finished:
-        stmt = stmt.where(or_(*(notifications.c.status == status for status in FINISHED)))
+    values: dict[str, Any] = {
+        "recipient": bindparam("b_recipient"),
+        "subject": bindparam("b_subject"),
+        "body": bindparam("b_body"),
+        "error": bindparam("b_error"),
+    }
+    if cancel is None:
+        stmt = stmt.where(or_(*(notifications.c.status == finished for finished in FINISHED)))
+    else:
+        pending = notifications.c.status == "pending"
+        values["error"] = case((pending, cancel), else_=values["error"])
+        values["status"] = case((pending, "failed"), else_=notifications.c.status)
     result = conn.execute(
-        stmt.values(
-            recipient=bindparam("b_recipient"),
-            subject=bindparam("b_subject"),
-            body=bindparam("b_body"),
-            error=case((pending, cancelled), else_=bindparam("b_error")),
-            status=case((pending, "failed"), else_=notifications.c.status),
-        ),
+        stmt.values(values),
         [
             {
                 "b_seq": u.seq,
