@@ -204,7 +204,7 @@ def new_event(event_type: str, data: dict[str, Any], event_id: str) -> NewEvent:
 
 def config() -> Config:
     """What `workers.wiring.Runtime.config` builds, with every notification channel off."""
-    return Config(currency=CURRENCY, templates=environment(None), email=False, webhook_url=None)
+    return Config(currency=CURRENCY, templates=environment(None), email=False, webhook=False)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def plan(engine: Engine, data: dict[str, Any], *, webhook_url: str | None) -> tuple[str, list[int]]:
     """Store and process one redemption as a worker does; its id and planned deliveries."""
     event_id = store(engine, REDEMPTION, data)
-    config = Config("USD", environment(None), email=True, webhook_url=webhook_url)
+    config = Config("USD", environment(None), email=True, webhook=webhook_url is not None)
     follow = Processor(engine, config, POLICY).process([event_id])
     return event_id, follow.notifications
 

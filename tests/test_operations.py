@@ -63,7 +63,7 @@ SEED_CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
 CAMPAIGN = "camp_kwMyXFKquedx8FzXNpVPN7QU"
 # Processing in-process, as a worker does, with notifications off: the ledger and the cards
 # are what these tests compare.
-QUIET = Config(currency="USD", templates=environment(None), email=False, webhook_url=None)
+QUIET = Config(currency="USD", templates=environment(None), email=False, webhook=False)
 
 
 # Running things ------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_listed_released_and_sent_on
     """A worker claims an email (it is `sending`, committed) and dies before sending it. The
     operator finds it, releases it, and a replay with --notify sends it, once."""
     [event_id] = store_all(db, [(REDEMPTION, recorded.seed_redemption())])
-    config = Config(currency="USD", templates=environment(None), email=True, webhook_url=None)
+    config = Config(currency="USD", templates=environment(None), email=True, webhook=False)
     follow = Processor(db, config, RetryPolicy()).process([event_id])
     assert len(follow.notifications) == 1
     [stuck] = follow.notifications

@@ -235,7 +235,7 @@ def test_purge_redacts_old_events_and_their_notifications_and_the_books_stay_exa
 
     assert done.events > 40 and done.notifications > 20
     assert books(engine) == kept
-    rebuilt = rebuild(engine, Config("USD", environment(None), False, None))
+    rebuilt = rebuild(engine, Config("USD", environment(None), False, False))
     assert (rebuilt.before, rebuilt.after, rebuilt.written) == (kept[0], kept[0], 0)
     for personal in (*JOHN_STRINGS, "Stack Shopper", "stack@example.com", "Jack Webhook"):
         assert found_in(engine, personal) == [], personal
@@ -434,7 +434,7 @@ def test_forget_customer_erases_them_everywhere_and_the_books_stay_exact(log: Lo
     done = forget_customer(engine, JANE)
 
     assert books(engine) == kept
-    rebuilt = rebuild(engine, Config("USD", environment(None), False, None))
+    rebuilt = rebuild(engine, Config("USD", environment(None), False, False))
     assert (rebuilt.before, rebuilt.after, rebuilt.written) == (kept[0], kept[0], 0)
     for personal in JANE_STRINGS:
         assert found_in(engine, personal) == [], personal
@@ -593,7 +593,7 @@ def test_purge_and_forget_customer_on_the_embedded_sqlite_file(tmp_path: Path) -
         actions = {event.id: event.action for event in forgotten.changed}
         assert actions == {pending: "redacted", odd: "replaced"}
         assert books(engine) == kept
-        assert rebuild(engine, Config("USD", environment(None), False, None)).written == 0
+        assert rebuild(engine, Config("USD", environment(None), False, False)).written == 0
         for personal in (*JANE_STRINGS, *JOHN_STRINGS):
             assert found_in(engine, personal) == [], personal
     finally:
@@ -620,4 +620,4 @@ def test_a_worker_applies_voucherhook_retention_days(
     assert found_in(log.engine, "Jack Webhook") == []
     assert row(log.engine, log.recent)["redacted_at"] is None
     # The books are still what the (partly redacted) log folds to.
-    assert rebuild(log.engine, Config("USD", environment(None), False, None)).written == 0
+    assert rebuild(log.engine, Config("USD", environment(None), False, False)).written == 0

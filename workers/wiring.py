@@ -48,7 +48,7 @@ class Runtime:
             currency=settings.currency,
             templates=environment(settings.templates_dir),
             email=settings.smtp_url is not None,
-            webhook_url=settings.notify_webhook_url,
+            webhook=settings.notify_webhook_url is not None,
         )
 
     @property

@@ -23,8 +23,7 @@ from workers.processing import Processor, RetryPolicy
 from workers.templates import environment
 
 USD = "USD"
-WEBHOOK_URL = "http://127.0.0.1:9/hooks"
-CONFIG = Config(currency=USD, templates=environment(None), email=True, webhook_url=WEBHOOK_URL)
+CONFIG = Config(currency=USD, templates=environment(None), email=True, webhook=True)
 POLICY = RetryPolicy(max_attempts=3, backoff=0.01, backoff_max=0.01)
 
 Balances = dict[tuple[str, str], int]

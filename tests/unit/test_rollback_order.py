@@ -13,7 +13,7 @@ from workers.handlers.base import Config, Job
 from workers.templates import environment
 
 ORDER = "ord_3VYCHwdV0YOOch2nm1RsTKNI"
-CONFIG = Config(currency="USD", templates=environment(None), email=False, webhook_url=None)
+CONFIG = Config(currency="USD", templates=environment(None), email=False, webhook=False)
 
 
 def cancelled_without_order_ids() -> Json:

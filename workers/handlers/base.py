@@ -35,9 +35,9 @@ class Config:
     currency: str
     templates: Environment
     email: bool
-    webhook_url: str | None
-    """Set: the operations webhook is on. Deliveries name NOTIFY_WEBHOOK_URL, never the URL,
-    which the sender reads from the settings when it sends."""
+    webhook: bool
+    """The operations webhook is on (NOTIFY_WEBHOOK_URL is set). Deliveries name
+    NOTIFY_WEBHOOK_URL, never the URL, which the sender reads from the settings when it sends."""
 
 
 @dataclass

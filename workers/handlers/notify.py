@@ -26,7 +26,7 @@ def handle(job: Job) -> Outcome:
         job.payload,
         currency=config.currency,
         email=config.email,
-        webhook=config.webhook_url is not None,
+        webhook=config.webhook,
     )
     job.messages.extend(planned)
     note = f"{len(planned)} notification(s)" if planned else "nothing to notify"
