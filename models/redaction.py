@@ -235,12 +235,16 @@ def customer_values(value: Any, customer_id: str) -> frozenset[str]:
     return frozenset(text for text in found if text)
 
 
+def email_terms(values: Iterable[str]) -> list[str]:
+    """The email addresses among a customer's personal strings, as given and in lower case."""
+    emails = {text for text in values if _EMAIL.fullmatch(text.strip())}
+    return sorted(emails | {email.lower() for email in emails})
+
+
 def search_terms(customer_id: str, values: Iterable[str]) -> list[str]:
     """What to look for in stored bodies to find everything about a customer: the id, and their
-    email addresses (as given and in lower case)."""
-    emails = {text for text in values if _EMAIL.fullmatch(text.strip())}
-    terms = {customer_id} | emails | {email.lower() for email in emails}
-    return sorted(terms)
+    email addresses (`email_terms`)."""
+    return sorted({customer_id, *email_terms(values)})
 
 
 def mentions(body: bytes, customer_id: str, emails: Collection[str] = ()) -> bool:

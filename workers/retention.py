@@ -35,6 +35,7 @@ from models.db.retention_store import (
 from models.redaction import (
     RedactedBody,
     customer_values,
+    email_terms,
     mentions,
     redact_body,
     redact_headers,
@@ -194,8 +195,9 @@ def forget_customer(
     # whose customer object has no id): learn them from the bodies that name the id first.
     values = _customer_values(engine, customer_id, advance)
     terms = search_terms(customer_id, values)
-    emails = [term for term in terms if term != customer_id]
+    emails = email_terms(values)
     result = Forgotten(customer_id, dry_run=dry_run)
+    seen: set[int] = set()
     after = 0
     while True:
         with _transaction(engine, dry_run) as conn:
@@ -205,12 +207,13 @@ def forget_customer(
             named = [event for event in page if mentions(event.body, customer_id, emails)]
             _forget_events(conn, named, values, at, result)
             notes = store.notifications_of(conn, [event.id for event in named], ())
-            _forget_notifications(conn, notes, values, result)
+            _forget_notifications(conn, notes, values, result, seen)
         after = page[-1].seq
         advance(len(page))
     with _transaction(engine, dry_run) as conn:
         # Deliveries to their address about events that no longer name them.
-        _forget_notifications(conn, store.notifications_of(conn, (), emails), values, result)
+        addressed = store.notifications_of(conn, (), emails)
+        _forget_notifications(conn, addressed, values, result, seen)
         result.cards.extend(store.cards_held_by(conn, customer_id))
     return result
 
@@ -262,9 +265,12 @@ def _forget_notifications(
     notes: list[StoredNotification],
     values: frozenset[str],
     result: Forgotten,
+    seen: set[int],
 ) -> None:
-    seen = {note.id for note in result.notifications}
+    """Redact the deliveries this run has not redacted yet: `seen` holds the ids of those it
+    has, and gains these."""
     fresh = [note for note in notes if note.seq not in seen]
+    seen.update(note.seq for note in fresh)
     if not result.dry_run:
         store.write_notifications(
             conn,
