@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from models.routing import handlers_for
-from models.voucherify import is_envelope, parse_json
+from models.voucherify import CARD_TRANSACTION_EVENTS, is_envelope, parse_json
 from models.voucherify.fields import normal_status
 
 Status = Literal["pending", "ignored", "quarantined"]
@@ -53,6 +53,12 @@ RAW_KINDS: dict[str, str] = {
     "customer.reward_redemptions.pending": "customer.reward_redemptions.pending",
     "customer.reward_redemptions.completed": "customer.reward_redemptions.completed",
     "customer.reward_redemptions.rolledback": "customer.reward_redemptions.rolledback",
+    # One transaction (`vtx_...`) may come as several of these: one kind, so that the same
+    # transaction delivered raw under two of them is one event.
+    **dict.fromkeys(CARD_TRANSACTION_EVENTS, "card.transaction"),
+    "customer.rewarded.loyalty_points": "customer.rewarded.loyalty_points",
+    "voucher.loyalty_card.pending_points.added": "pending_points.added",
+    "voucher.loyalty_card.pending_points.canceled": "pending_points.canceled",
 }
 
 _FAILED = ("FAILURE", "FAILED")
@@ -104,6 +110,15 @@ def _raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
     if isinstance(reward, dict) and (object_id := _text(reward.get("id"))):
         reward_kind = _REWARD_STATES.get(str(normal_status(reward.get("state"))))
         return (reward_kind, object_id) if reward_kind else None
+    transaction = payload.get("transaction")
+    if isinstance(transaction, dict):
+        object_id = _text(transaction.get("id"))
+        return ("card.transaction", object_id) if object_id else None
+    pending = payload.get("pending_points")
+    if isinstance(pending, dict):
+        return _pending_kind(payload, pending)
+    if _rewarded_points(payload):
+        return _rewarded_kind(payload)
     if any(isinstance(payload.get(key), dict) for key in _OTHER_OBJECTS):
         return None
     redemption = payload.get("redemption")
@@ -111,6 +126,43 @@ def _raw_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
         kind = "redemption.failed" if _failed(redemption) else "redemption.succeeded"
         return kind, object_id
     return None
+
+
+def _pending_kind(payload: dict[str, Any], pending: dict[str, Any]) -> tuple[str, str] | None:
+    """Pending points held back (a positive change) or released unspent (negative)."""
+    object_id = _text(pending.get("id"))
+    balance = payload.get("voucher_pending_points_balance")
+    points = balance.get("points") if isinstance(balance, dict) else None
+    if object_id is None or not isinstance(points, int) or isinstance(points, bool):
+        return None
+    return ("pending_points.added" if points > 0 else "pending_points.canceled"), object_id
+
+
+def _rewarded_points(payload: dict[str, Any]) -> bool:
+    """Loyalty points told without a transaction: a card's balance beside its earning rule."""
+    balance = payload.get("balance")
+    return (
+        isinstance(balance, dict)
+        and isinstance(payload.get("voucher"), dict)
+        and isinstance(payload.get("earning_rule"), dict)
+        and "redemption" not in payload
+    )
+
+
+def _rewarded_kind(payload: dict[str, Any]) -> tuple[str, str] | None:
+    """Identified by the card and the customer event (else the order) that earned the points."""
+    card = _text(payload["voucher"].get("id"))
+    cause = next(
+        (
+            _text(obj.get("id"))
+            for obj in (payload.get("event"), payload.get("order"))
+            if isinstance(obj, dict) and _text(obj.get("id"))
+        ),
+        None,
+    )
+    if card is None or cause is None:
+        return None
+    return "customer.rewarded.loyalty_points", f"{card}:{cause}"
 
 
 def _from_raw(

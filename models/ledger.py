@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from models.journal import POINTS, Posting, Transaction, balances, fold, is_conflict
+from models.loyalty import movement_key, reward_movement_key
 from models.voucherify import (
+    CardTransactionEvent,
     Order,
     PayloadError,
     RedemptionRollbackSucceeded,
@@ -37,10 +39,12 @@ __all__ = [
     "StackCheck",
     "Transaction",
     "balances",
+    "card_account",
     "fold",
     "is_conflict",
     "is_order_gross",
     "money_account",
+    "post_card_transaction",
     "post_redemption",
     "post_reward_redemption",
     "post_rollback",
@@ -48,6 +52,21 @@ __all__ = [
 
 SALES = "sales"
 LOYALTY_PAYMENTS = "loyalty:payments"
+"""Points spent through a redemption: paying for an order, or for a reward."""
+LOYALTY_ADDITIONS = "loyalty:additions"
+LOYALTY_REMOVALS = "loyalty:removals"
+LOYALTY_EXPIRED = "loyalty:expired"
+GIFT_ADDITIONS = "giftcard:additions"
+GIFT_REMOVALS = "giftcard:removals"
+_COUNTERS = {
+    "POINTS_ADDITION": LOYALTY_ADDITIONS,
+    "POINTS_REMOVAL": LOYALTY_REMOVALS,
+    "POINTS_EXPIRATION": LOYALTY_EXPIRED,
+    "POINTS_REDEMPTION": LOYALTY_PAYMENTS,
+    "POINTS_REFUND": LOYALTY_PAYMENTS,
+    "CREDITS_ADDITION": GIFT_ADDITIONS,
+    "CREDITS_REMOVAL": GIFT_REMOVALS,
+}
 _GROSS_KEY = re.compile(r"order:.+:gross")
 
 Booked = Literal["booked", "unchanged", "conflict"]
@@ -114,32 +133,108 @@ def post_redemption(event: RedemptionSucceeded, currency: str) -> tuple[Transact
     redemption_id = event.redemption.id
     applied = order.total_applied_discount_amount
     if applied:
-        account = money_account(event)
-        booked.append(
-            _move(
-                f"redemption:{redemption_id}:discount",
-                debit=account,
-                credit=f"order:{order.id}",
-                asset=currency,
-                amount=applied,
-                memo=f"{redemption_id} applied {applied} to order {order.id} ({account})",
-            )
-        )
+        booked.append(_applied(redemption_id, money_account(event), order.id, applied, currency))
     voucher = event.voucher
     if voucher is not None and voucher.kind == "loyalty":
         points = paid_points(event)
         if points:
-            booked.append(
-                _move(
-                    f"redemption:{redemption_id}:points",
-                    debit=LOYALTY_PAYMENTS,
-                    credit=f"loyalty:card:{voucher.id}",
-                    asset=POINTS,
-                    amount=points,
-                    memo=f"{redemption_id} paid {points} points from card {voucher.id}",
-                )
-            )
+            booked.append(_points_paid(redemption_id, voucher.id, points))
     return tuple(booked)
+
+
+def _points_paid(redemption_id: str, card: str, points: int) -> Transaction:
+    """A card's points spent in a redemption: the one booking of `redemption.succeeded`, the
+    reward it paid for and its `POINTS_REDEMPTION`, whichever comes first."""
+    return _move(
+        f"redemption:{redemption_id}:points",
+        debit=LOYALTY_PAYMENTS,
+        credit=card_account("loyalty", card),
+        asset=POINTS,
+        amount=points,
+        memo=f"{redemption_id} paid {points} points from card {card}",
+    )
+
+
+def _applied(
+    redemption_id: str, account: str, order_id: str, applied: int, currency: str
+) -> Transaction:
+    return _move(
+        f"redemption:{redemption_id}:discount",
+        debit=account,
+        credit=f"order:{order_id}",
+        asset=currency,
+        amount=applied,
+        memo=f"{redemption_id} applied {applied} to order {order_id} ({account})",
+    )
+
+
+def card_account(kind: str, card: str) -> str:
+    """The account of a card: `loyalty:card:{id}` in POINTS, whose balance is the card's
+    points; `giftcard:{id}` in the currency, a liability whose balance is minus the card's
+    credit (credit added is credited to it, credit spent debited)."""
+    return f"loyalty:card:{card}" if kind == "loyalty" else f"giftcard:{card}"
+
+
+def post_card_transaction(event: CardTransactionEvent, currency: str) -> tuple[Transaction, ...]:
+    """A loyalty or gift card transaction (`vtx_...`): the card moves by its change, against
+    the account that says where the points or credit came from or went.
+
+    Keyed as `models.loyalty.movement_key`: a points or credit redemption under its
+    redemption's key, a refund under its rollback's, with the very postings and memo that
+    `redemption.succeeded` and `redemption.rollback.succeeded` book, so the movement is booked
+    once whichever arrives first. Every other transaction under `transaction:{vtx}`.
+    """
+    _check_currency(currency)
+    change, card, kind = event.change, event.card_id, event.kind
+    if not change:
+        return ()
+    key = movement_key(event)
+    details = event.details
+    order = details.order.id if details.order else None
+    redemption = details.redemption.id if details.redemption else None
+    if key.startswith("redemption:") and key.endswith(":points") and redemption:
+        return (_points_paid(redemption, card, -change),)
+    if key.startswith("redemption:") and order and redemption:
+        return (_applied(redemption, card_account("gift", card), order, -change, currency),)
+    if key.startswith("rollback:") and redemption:
+        rollback = key.split(":")[1]
+        if kind == "loyalty":
+            original = _points_paid(redemption, card, change)
+            return (original.reversal(key, f"{rollback} reverses {redemption}: {original.key}"),)
+        if order:
+            original = _applied(redemption, card_account("gift", card), order, change, currency)
+            return (original.reversal(key, f"{rollback} reverses {redemption}: {original.key}"),)
+    asset, unit = (POINTS, "points") if kind == "loyalty" else (currency, currency)
+    counter = _counter(event)
+    own = card_account(kind, card)
+    # Signed: the loyalty card's balance is its points, the gift card's minus its credit.
+    moved = change if kind == "loyalty" else -change
+    return (
+        Transaction(
+            key,
+            (Posting(own, asset, moved), Posting(counter, asset, -moved)),
+            f"{event.transaction.id}: {change:+} {unit} on card {card} ({event.transaction.type})",
+        ),
+    )
+
+
+def _counter(event: CardTransactionEvent) -> str:
+    """Where a card's points or credit came from or went."""
+    kind, card = event.transaction.type, event.card_id
+    if kind in ("POINTS_ACCRUAL", "PENDING_POINTS_ACTIVATION"):
+        campaign = event.campaign_id
+        return f"loyalty:accrual:{campaign}" if campaign else "loyalty:accrual"
+    if kind in ("POINTS_TRANSFER_OUT", "POINTS_TRANSFER_IN"):
+        # A clearing account per pair of cards: zero once both halves are in.
+        peer = event.transfer_peer
+        if peer is None:
+            return "loyalty:transfers"
+        donor, receiver = (card, peer) if kind == "POINTS_TRANSFER_OUT" else (peer, card)
+        return f"loyalty:transfers:{donor}>{receiver}"
+    if kind in ("CREDITS_REDEMPTION", "CREDITS_REFUND"):
+        order = event.details.order
+        return f"order:{order.id}" if order and order.id else "giftcard:redeemed"
+    return _COUNTERS.get(kind, "loyalty:other" if event.kind == "loyalty" else "giftcard:other")
 
 
 def money_account(event: RedemptionSucceeded) -> str:
@@ -165,19 +260,25 @@ def money_account(event: RedemptionSucceeded) -> str:
 
 
 def post_reward_redemption(event: RewardRedemptionCompleted) -> tuple[Transaction, ...]:
-    """`customer.reward_redemptions.completed`: points moved from the card to the reward.
+    """`customer.reward_redemptions.completed`: points spent from the card, booked as the
+    redemption that paid for the reward (`reward_redemption.source_id`), so that the reward, its
+    `redemption.succeeded` and its `POINTS_REDEMPTION` move the card once.
 
     The reward's own coupon posts nothing now: it is booked when it is itself redeemed.
     """
     points = event.points
     if not points:
         return ()
-    rewr, reward, card = event.reward_redemption.id, event.reward.id, event.voucher.id
+    key, card = reward_movement_key(event), event.voucher.id
+    if key.startswith("redemption:"):
+        # The redemption that paid for it: the same movement as its redemption.succeeded.
+        return (_points_paid(key.split(":")[1], card, points),)
+    rewr, reward = event.reward_redemption.id, event.reward.id
     return (
         _move(
-            f"reward_redemption:{rewr}",
-            debit=f"loyalty:rewards:{reward}",
-            credit=f"loyalty:card:{card}",
+            key,
+            debit=LOYALTY_PAYMENTS,
+            credit=card_account("loyalty", card),
             asset=POINTS,
             amount=points,
             memo=f"{rewr}: {points} points from card {card} for reward {reward}",
@@ -194,23 +295,34 @@ def post_rollback(
     stored original event gives it. The caller holds a rollback until its original is
     stored, since an empty `original` means "booked nothing", not "not there yet".
 
-    Key `rollback:{rr_id}` reverses everything but the order gross. The gross is reversed
+    Key `rollback:{rr_id}` reverses everything but the order gross and the points a loyalty
+    card paid; those come back to the card under `rollback:{rr_id}:points`, the key its
+    `POINTS_REFUND` transaction books, so the refund moves the card once. The gross is reversed
     only when the rolled-back order is CANCELED, and under its own once-per-order key
     `order:{order_id}:gross:reversal`: every child of a cancelled stack is rolled back, and
     each of them would otherwise reverse the one gross again.
     """
     rollback_id, original_id = event.redemption_rollback.id, event.original_id
     own, gross = _split_original(original, original_id)
-    reversed_postings = tuple(p.reversed() for t in own for p in t.postings)
+    points = [t for t in own if t.key.endswith(":points")]
     booked = []
-    if reversed_postings:
-        memo = f"{rollback_id} reverses {original_id}: " + ", ".join(t.key for t in own)
-        booked.append(Transaction(f"rollback:{rollback_id}", reversed_postings, memo))
+    for key, reversed_ in (
+        (f"rollback:{rollback_id}", _others(own, points)),
+        (f"rollback:{rollback_id}:points", points),
+    ):
+        postings = tuple(p.reversed() for t in reversed_ for p in t.postings)
+        if postings:
+            memo = f"{rollback_id} reverses {original_id}: " + ", ".join(t.key for t in reversed_)
+            booked.append(Transaction(key, postings, memo))
     if event.order_cancelled:
         booked.extend(
             t.reversal(f"{t.key}:reversal", f"{rollback_id}: order cancelled") for t in gross
         )
     return tuple(booked)
+
+
+def _others(own: list[Transaction], points: list[Transaction]) -> list[Transaction]:
+    return [t for t in own if t not in points]
 
 
 def is_order_gross(transaction: Transaction) -> bool:

@@ -1,216 +1,311 @@
-"""The loyalty balance rules: one state per card, folded from what events report about it.
+"""The card rules: which movement an event reports, and one loyalty card's state.
 
-The reported `balance` is a snapshot: the one with the newest source timestamp wins, so an
-older event arriving late never overwrites a newer balance. `points_spent` and `events` are
-sums. Inconsistent figures and negative balances flag the card; they never reject an event.
-Every step is commutative and associative, so any arrival order gives the same state. That
-each event is applied once is the caller's business (one run row per event and handler).
+Pure. An event that moves a card (a transaction, a loyalty card paying, a reward redemption)
+gives a `models.cards.Movement`; the card's state is a function of the movements seen and of
+the flags their payloads raise:
+
+- `balance`, `as_of`, `balance_source` and the holder come from the newest movement by the
+  chain's order (`models.cards.newest`): an older event arriving late never overwrites a
+  newer balance, and equal times are settled by the chain, never by an id;
+- `points_spent` and `events` count each movement once, whichever of its events came;
+- inconsistent figures and negative balances flag the card; they never reject an event.
+
+So any arrival order, and any repetition, gives the same state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from models.cards import (
+    RANK_REDEMPTION,
+    RANK_REWARD,
+    RANK_TRANSACTION,
+    RANK_TRANSACTION_COPY,
+    Movement,
+    better,
+    newest,
+)
 from models.voucherify import (
+    CardTransactionEvent,
+    Payload,
     PayloadError,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
     Voucher,
     paid_points,
+    parse_timestamp,
+    source_timestamp,
 )
-
-
-@dataclass(frozen=True)
-class CardObservation:
-    """What one event says about one loyalty card, and what it took from it."""
-
-    card_id: str
-    customer_id: str
-    balance: int
-    at: datetime
-    """The event's source timestamp (`models.voucherify.source_timestamp`)."""
-    source_id: str
-    """The Voucherify object that reported it (`rewr_...`, `r_...`); breaks timestamp ties."""
-    points_taken: int = 0
-    points: int | None = None
-    expired_points: int | None = None
-    subtracted_points: int | None = None
-    redeemed_points: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.at.tzinfo is None:
-            raise ValueError(f"{self.source_id}: a source timestamp must be timezone-aware")
-        if self.points_taken < 0:
-            raise ValueError(f"{self.source_id}: negative points taken ({self.points_taken})")
-
-    @property
-    def order_key(self) -> tuple[datetime, str, int, str]:
-        # Equal timestamps need a deterministic winner, or arrival order would pick one:
-        # the source id, then (for one object reported twice) the values themselves.
-        return (self.at, self.source_id, self.balance, self.customer_id)
-
-    def flags(self) -> frozenset[str]:
-        """Why this report makes the card suspect; empty when it is consistent."""
-        found = set()
-        if self.balance < 0:
-            found.add(f"{self.source_id}: negative balance {self.balance}")
-        # Without `redeemed_points` the figures cannot be checked; Voucherify leaves out
-        # expired and subtracted points when there are none.
-        if self.points is not None and self.redeemed_points is not None:
-            expected = (
-                self.points
-                - (self.expired_points or 0)
-                - (self.subtracted_points or 0)
-                - self.redeemed_points
-            )
-            if expected != self.balance:
-                found.add(
-                    f"{self.source_id}: balance {self.balance} != points {self.points}"
-                    f" - expired {self.expired_points or 0}"
-                    f" - subtracted {self.subtracted_points or 0}"
-                    f" - redeemed {self.redeemed_points} = {expected}"
-                )
-        return frozenset(found)
+from models.voucherify import is_envelope as _is_envelope
 
 
 @dataclass(frozen=True)
 class CardState:
-    """One loyalty card (a voucher id) as the events seen so far describe it."""
+    """One loyalty card (a voucher id) as the movements seen so far describe it."""
 
     card_id: str
     customer_id: str
     balance: int
     as_of: datetime
-    """The source timestamp of `balance`."""
+    """The time of the movement `balance` is the balance after."""
     points_spent: int
     events: int
+    """How many movements of the card were seen (each once, however many events told it)."""
     flags: tuple[str, ...] = ()
     """Why the card is suspect, sorted; empty when it is not."""
     balance_source: str = ""
-    """The Voucherify object whose report `balance` is."""
+    """The key of the movement whose balance after is `balance`."""
 
     @property
     def flagged(self) -> bool:
         return bool(self.flags)
 
-    @property
-    def order_key(self) -> tuple[datetime, str, int, str]:
-        """The `CardObservation.order_key` of the report `balance` came from."""
-        return (self.as_of, self.balance_source, self.balance, self.customer_id)
 
-
-def apply_observation(state: CardState | None, observation: CardObservation) -> CardState:
-    """The card's state once `observation` is seen; `None` is a card never seen before."""
-    if state is None:
-        return CardState(
-            card_id=observation.card_id,
-            customer_id=observation.customer_id,
-            balance=observation.balance,
-            as_of=observation.at.astimezone(UTC),
-            points_spent=observation.points_taken,
-            events=1,
-            flags=tuple(sorted(observation.flags())),
-            balance_source=observation.source_id,
-        )
-    if state.card_id != observation.card_id:
-        raise ValueError(
-            f"{observation.source_id} is about {observation.card_id}, not {state.card_id}"
-        )
-    counted = replace(
-        state,
-        points_spent=state.points_spent + observation.points_taken,
-        events=state.events + 1,
-        flags=tuple(sorted(set(state.flags) | observation.flags())),
-    )
-    if observation.order_key <= state.order_key:
-        return counted
-    # The holder follows the newest report too: a card handed to another customer shows
-    # its new holder only from then on.
-    return replace(
-        counted,
-        customer_id=observation.customer_id,
-        balance=observation.balance,
-        as_of=observation.at.astimezone(UTC),
-        balance_source=observation.source_id,
+def card_state(
+    previous: CardState | None,
+    movement: Movement,
+    *,
+    first: bool,
+    latest: Movement,
+    flags: Iterable[str] = (),
+) -> CardState:
+    """The card's state once `movement` is seen. `first`: no report of this movement was seen
+    before; `latest`: the card's newest movement now (`models.cards.newest`)."""
+    if previous is not None and previous.card_id != movement.card_id:
+        raise ValueError(f"{movement.key} is about {movement.card_id}, not {previous.card_id}")
+    spent = previous.points_spent if previous else 0
+    counted = previous.events if previous else 0
+    return CardState(
+        card_id=movement.card_id,
+        # The holder follows the newest movement: a card handed to another customer shows its
+        # new holder only from then on. A movement that names nobody keeps the known one.
+        customer_id=latest.customer_id or (previous.customer_id if previous else ""),
+        balance=latest.after,
+        as_of=latest.at.astimezone(UTC),
+        points_spent=spent + (movement.taken if first else 0),
+        events=counted + (1 if first else 0),
+        flags=tuple(sorted(set(previous.flags if previous else ()) | set(flags))),
+        balance_source=latest.key,
     )
 
 
-def fold_observations(observations: Iterable[CardObservation]) -> dict[str, CardState]:
-    """Card id -> state after every observation, as a rebuild computes it."""
-    states: dict[str, CardState] = {}
-    for observation in observations:
-        states[observation.card_id] = apply_observation(
-            states.get(observation.card_id), observation
-        )
+def fold_cards(reports: Iterable[tuple[Movement, Iterable[str]]]) -> dict[str, CardState]:
+    """Loyalty card id -> state after every report (a movement and its payload's flags), in
+    any order: what the handlers compute, folded at once."""
+    kept: dict[str, dict[str, Movement]] = {}
+    flags: dict[str, set[str]] = {}
+    for movement, raised in reports:
+        if movement.kind != "loyalty":
+            continue
+        movements = kept.setdefault(movement.card_id, {})
+        if better(movements.get(movement.key), movement):
+            movements[movement.key] = movement
+        flags.setdefault(movement.card_id, set()).update(raised)
+    states = {}
+    for card_id, movements in kept.items():
+        latest = newest(list(movements.values()))
+        assert latest is not None
+        state = None
+        for movement in sorted(movements.values(), key=lambda m: m.key):
+            state = card_state(state, movement, first=True, latest=latest)
+        assert state is not None
+        states[card_id] = CardState(**{**state.__dict__, "flags": tuple(sorted(flags[card_id]))})
     return states
 
 
-def observe_reward_redemption(event: RewardRedemptionCompleted, at: datetime) -> CardObservation:
-    """The card a reward was paid from: its reported figures and the reward's points."""
-    return _observe(
-        event.voucher,
-        holders=(
-            event.holder.id if event.holder else None,
-            event.voucher.holder_id,
-            event.customer.id if event.customer else None,
-            event.reward_redemption.customer_id,
-        ),
-        at=at,
-        source_id=event.reward_redemption.id,
-        points_taken=event.points,
-    )
+def movement_of(
+    event_type: str, payload: Payload, body: Mapping[str, Any], event_id: str
+) -> Movement | None:
+    """The movement of a card an event reports; None when it moves no card."""
+    if isinstance(payload, CardTransactionEvent):
+        return _transaction(event_type, payload, body, event_id)
+    if isinstance(payload, RewardRedemptionCompleted):
+        return _reward(payload, body, event_id)
+    if isinstance(payload, RedemptionSucceeded):
+        return _redemption(payload, body, event_id)
+    return None
 
 
-def observe_redemption(event: RedemptionSucceeded, at: datetime) -> CardObservation | None:
-    """A loyalty card paying for an order with `redemption.amount` points.
+def movement_key(payload: CardTransactionEvent) -> str:
+    """The Voucherify object a transaction is about: its redemption or rollback (whose other
+    events move the card too), else the transaction itself."""
+    transaction, details = payload.transaction, payload.details
+    redemption = details.redemption.id if details.redemption else None
+    rollback = details.rollback.id if details.rollback else None
+    if transaction.type == "POINTS_REDEMPTION" and redemption:
+        return f"redemption:{redemption}:points"
+    if transaction.type == "CREDITS_REDEMPTION" and redemption:
+        return f"redemption:{redemption}:discount"
+    if transaction.type == "POINTS_REFUND" and rollback:
+        return f"rollback:{rollback}:points"
+    if transaction.type == "CREDITS_REFUND" and rollback:
+        return f"rollback:{rollback}"
+    return f"transaction:{transaction.id}"
 
-    None for any other redemption, a stack parent included.
-    """
-    voucher = event.voucher
-    if voucher is None or voucher.kind != "loyalty":
+
+def reward_movement_key(event: RewardRedemptionCompleted) -> str:
+    """A reward paid with points is a redemption of the card (`reward_redemption.source_id`):
+    keyed by it, so that its `redemption.succeeded` and `POINTS_REDEMPTION` are the same
+    movement. An older payload without the redemption is keyed by the reward redemption."""
+    source = event.reward_redemption.source_id
+    if source and (event.reward_redemption.source_type or "redemption") == "redemption":
+        return f"redemption:{source}:points"
+    return f"reward_redemption:{event.reward_redemption.id}"
+
+
+def snapshot_flags(payload: Payload, movement: Movement) -> frozenset[str]:
+    """Why this report makes the card suspect: a negative balance, or the card's figures
+    (points - expired - subtracted - redeemed) disagreeing with its balance."""
+    found = set()
+    if movement.after < 0:
+        found.add(f"{movement.key}: negative balance {movement.after}")
+    voucher = _voucher(payload)
+    card = voucher.loyalty_card if voucher else None
+    redeemed = voucher.redemption.redeemed_points if voucher and voucher.redemption else None
+    # Without `redeemed_points` the figures cannot be checked; Voucherify leaves out expired
+    # and subtracted points when there are none. A transaction's own snapshot of the card
+    # is checked the same way.
+    if (
+        card is not None
+        and card.points is not None
+        and card.balance is not None
+        and redeemed is not None
+    ):
+        expected = (
+            card.points - (card.expired_points or 0) - (card.subtracted_points or 0) - redeemed
+        )
+        if expected != card.balance:
+            found.add(
+                f"{movement.key}: balance {card.balance} != points {card.points}"
+                f" - expired {card.expired_points or 0}"
+                f" - subtracted {card.subtracted_points or 0}"
+                f" - redeemed {redeemed} = {expected}"
+            )
+    return frozenset(found)
+
+
+def envelope_time(body: Mapping[str, Any]) -> datetime | None:
+    """The envelope's `event.created_at`: the last tie-break between equal times."""
+    if not _is_envelope(body):
         return None
-    points = paid_points(event)
-    return _observe(
-        voucher,
-        holders=(
-            event.holder.id if event.holder else None,
-            voucher.holder_id,
-            event.customer.id if event.customer else None,
-            event.redemption.customer_id,
-        ),
+    event = body.get("event")
+    value = event.get("created_at") if isinstance(event, Mapping) else None
+    try:
+        return parse_timestamp(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _transaction(
+    event_type: str, payload: CardTransactionEvent, body: Mapping[str, Any], event_id: str
+) -> Movement:
+    at = payload.occurred_at
+    assert at is not None  # problems() requires it
+    rank = (
+        RANK_TRANSACTION if event_type.endswith(".transaction.created") else RANK_TRANSACTION_COPY
+    )
+    return Movement(
+        card_id=payload.card_id,
+        kind=payload.kind,
+        key=movement_key(payload),
+        type=payload.transaction.type,
+        change=payload.change,
+        after=payload.after,
         at=at,
-        source_id=event.redemption.id,
-        points_taken=points,
+        envelope_at=envelope_time(body),
+        rank=rank,
+        customer_id=_holder(payload.voucher, payload.holder, payload.customer),
+        event_id=event_id,
     )
 
 
-def _observe(
-    voucher: Voucher,
-    *,
-    holders: tuple[str | None, ...],
-    at: datetime,
-    source_id: str,
-    points_taken: int,
-) -> CardObservation:
-    card = voucher.loyalty_card
+def _reward(event: RewardRedemptionCompleted, body: Mapping[str, Any], event_id: str) -> Movement:
+    card = event.voucher.loyalty_card
     if card is None or card.balance is None:
         raise PayloadError.at("voucher.loyalty_card.balance", "field required (the card balance)")
-    # The holder owns the card; the redeeming customer is the best evidence when the payload
-    # names no holder.
-    holder = next((candidate for candidate in holders if candidate), None)
-    if holder is None:
-        raise PayloadError.at("holder", "no holder or customer id for the loyalty card")
-    return CardObservation(
-        card_id=voucher.id,
-        customer_id=holder,
-        balance=card.balance,
-        at=at,
-        source_id=source_id,
-        points_taken=points_taken,
-        points=card.points,
-        expired_points=card.expired_points,
-        subtracted_points=card.subtracted_points,
-        redeemed_points=voucher.redemption.redeemed_points if voucher.redemption else None,
+    holder = _holder(event.voucher, event.holder, event.customer) or (
+        event.reward_redemption.customer_id or ""
     )
+    if not holder:
+        raise PayloadError.at("holder", "no holder or customer id for the loyalty card")
+    return Movement(
+        card_id=event.voucher.id,
+        kind="loyalty",
+        key=reward_movement_key(event),
+        type="POINTS_REDEMPTION",
+        change=-event.points,
+        after=card.balance,
+        at=source_timestamp(body, event),
+        envelope_at=envelope_time(body),
+        rank=RANK_REWARD,
+        customer_id=holder,
+        event_id=event_id,
+    )
+
+
+def _redemption(
+    event: RedemptionSucceeded, body: Mapping[str, Any], event_id: str
+) -> Movement | None:
+    """A loyalty card paying `redemption.amount` points, or a gift card spending credit; None
+    for any other redemption (a stack parent included)."""
+    voucher = event.voucher
+    if voucher is None or voucher.kind == "discount":
+        return None
+    holder = _holder(voucher, event.holder, event.customer) or (event.redemption.customer_id or "")
+    if voucher.kind == "loyalty":
+        card = voucher.loyalty_card
+        if card is None or card.balance is None:
+            raise PayloadError.at(
+                "voucher.loyalty_card.balance", "field required (the card balance)"
+            )
+        if not holder:
+            raise PayloadError.at("holder", "no holder or customer id for the loyalty card")
+        key, kind, change, after = (
+            f"redemption:{event.redemption.id}:points",
+            "POINTS_REDEMPTION",
+            -paid_points(event),
+            card.balance,
+        )
+    else:
+        gift = voucher.gift
+        if gift is None or gift.balance is None or event.order is None:
+            return None  # the card's balance after it is not told: nothing to chain
+        key, kind, change, after = (
+            f"redemption:{event.redemption.id}:discount",
+            "CREDITS_REDEMPTION",
+            -event.order.total_applied_discount_amount,
+            gift.balance,
+        )
+    return Movement(
+        card_id=voucher.id,
+        kind=voucher.kind,
+        key=key,
+        type=kind,
+        change=change,
+        after=after,
+        at=source_timestamp(body, event),
+        envelope_at=envelope_time(body),
+        rank=RANK_REDEMPTION,
+        customer_id=holder,
+        event_id=event_id,
+    )
+
+
+def _holder(voucher: Voucher | None, *people: Any) -> str:
+    """The card's holder: the holder named, the voucher's holder, then the customer."""
+    candidates = [
+        people[0].id if people and people[0] is not None else None,
+        voucher.holder_id if voucher else None,
+        *(person.id for person in people[1:] if person is not None),
+    ]
+    return next((candidate for candidate in candidates if candidate), "")
+
+
+def _voucher(payload: Payload) -> Voucher | None:
+    if isinstance(payload, (CardTransactionEvent, RewardRedemptionCompleted, RedemptionSucceeded)):
+        return payload.voucher
+    return None

@@ -5,6 +5,14 @@ caller. Email goes to the customer when they have exactly one plain address; the
 webhook gets a Slack-compatible `{"text": …}` for every notified event, with the payload's text
 escaped so that it cannot mention, link or format. A stack notifies once, through its parent
 (which carries the stack's whole discount); its children notify nothing.
+
+A card's points or credit notify by what happened to the card (`NOTICES`): points earned or
+added, points on their way (pending) or no longer, points expired, gift credit added. The
+message is about the movement, not the event: every event telling one movement renders the
+same message under the same `source_id` (the accrual and its `customer.rewarded.loyalty_points`
+under `earned:{card}:{customer event}`), so it is planned once whichever comes first. Points
+spent, refunded, removed or transferred notify nothing of their own: a redemption and a reward
+notify already.
 """
 
 from __future__ import annotations
@@ -15,7 +23,17 @@ from typing import Any, Literal
 
 from jinja2 import Environment
 
-from models.voucherify import Customer, Payload, RedemptionSucceeded, RewardRedemptionCompleted
+from models.loyalty import movement_key
+from models.voucherify import (
+    CardTransactionEvent,
+    Customer,
+    LoyaltyPointsRewarded,
+    Payload,
+    PendingPointsChanged,
+    RedemptionRollbackSucceeded,
+    RedemptionSucceeded,
+    RewardRedemptionCompleted,
+)
 
 Channel = Literal["email", "webhook"]
 
@@ -71,10 +89,24 @@ def money(minor: int, currency: str) -> str:
     return f"{sign}{units:,}.{cents:02d} {currency}"
 
 
+NOTICES = {
+    "POINTS_ACCRUAL": "loyalty.points_earned",
+    "POINTS_ADDITION": "loyalty.points_earned",
+    "PENDING_POINTS_ACTIVATION": "loyalty.points_earned",
+    "POINTS_EXPIRATION": "loyalty.points_expired",
+    "CREDITS_ADDITION": "gift.credit_added",
+}
+"""The transaction types a customer is told of, and the template that tells them."""
+
+
 def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] | None:
-    """What the templates of `event_type` are given; None when the event notifies nothing."""
+    """What the templates of `event_type` are given; None when the event notifies nothing.
+    `template` names the templates (the event type, or a card notice of `NOTICES`) and
+    `source_id` the Voucherify object the message is about."""
     if _stack_child(payload):
         return None
+    if isinstance(payload, (CardTransactionEvent, LoyaltyPointsRewarded, PendingPointsChanged)):
+        return _card_context(payload, currency)
     if isinstance(payload, RedemptionSucceeded):
         order = payload.order
         customer = payload.customer
@@ -91,6 +123,8 @@ def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] 
             if order
             else None,
             "redemption_id": payload.redemption.id,
+            "template": event_type,
+            "source_id": payload.redemption.id,
         }
     if isinstance(payload, RewardRedemptionCompleted):
         customer = payload.holder or payload.customer
@@ -104,8 +138,74 @@ def context(event_type: str, payload: Payload, currency: str) -> dict[str, Any] 
             "card_code": card.code or card.id,
             "balance": card.loyalty_card.balance if card.loyalty_card else None,
             "reward_redemption_id": payload.reward_redemption.id,
+            "template": event_type,
+            "source_id": payload.reward_redemption.id,
         }
     return None
+
+
+def _card_context(
+    payload: CardTransactionEvent | LoyaltyPointsRewarded | PendingPointsChanged, currency: str
+) -> dict[str, Any] | None:
+    customer = next((person for person in payload.people() if person is not None), None)
+    voucher = payload.voucher
+    values: dict[str, Any] = {
+        "customer_name": (customer.name if customer else None) or "customer",
+        "card_code": (voucher.code if voucher else None) or (voucher.id if voucher else ""),
+    }
+    if isinstance(payload, LoyaltyPointsRewarded):
+        cause = (payload.event.id if payload.event else None) or (
+            payload.order.id if payload.order else None
+        )
+        if not payload.points or payload.points <= 0 or cause is None:
+            return None
+        balance = payload.balance.balance if payload.balance else None
+        source = f"earned:{payload.voucher.id}:{cause}"
+        return {
+            **values,
+            "template": "loyalty.points_earned",
+            "source_id": source,
+            "points": payload.points,
+            "balance": balance,
+        }
+    if isinstance(payload, PendingPointsChanged):
+        pending, change = payload.pending_points, payload.voucher_pending_points_balance
+        points = change.points if change else None
+        if pending is None or pending.id is None or not points:
+            return None
+        added = points > 0
+        return {
+            **values,
+            "template": "loyalty.points_pending" if added else "loyalty.points_pending_canceled",
+            "source_id": f"pending:{pending.id}:{'added' if added else 'canceled'}",
+            "points": abs(points),
+            "activates_at": pending.activates_at.date().isoformat()
+            if pending.activates_at
+            else None,
+        }
+    kind = payload.transaction.type
+    template = NOTICES.get(kind)
+    if template is None or (payload.change <= 0 and kind != "POINTS_EXPIRATION"):
+        return None
+    details = payload.details
+    source = movement_key(payload)
+    if payload.transaction.type == "POINTS_ACCRUAL" and details.event and details.event.id:
+        source = f"earned:{payload.card_id}:{details.event.id}"
+    if payload.kind == "gift":
+        return {
+            **values,
+            "template": template,
+            "source_id": source,
+            "amount": money(payload.change, currency),
+            "balance": money(payload.after, currency),
+        }
+    return {
+        **values,
+        "template": template,
+        "source_id": source,
+        "points": abs(payload.change),
+        "balance": payload.after,
+    }
 
 
 def _stack_child(payload: Payload) -> bool:
@@ -142,7 +242,9 @@ def _people(payload: Payload) -> tuple[Customer | None, ...]:
         return (payload.holder, payload.customer)
     if isinstance(payload, RedemptionSucceeded):
         return (payload.customer, payload.holder)
-    return ()
+    if isinstance(payload, RedemptionRollbackSucceeded):
+        return ()
+    return payload.people()
 
 
 def email_address(payload: Payload) -> str | None:
@@ -187,7 +289,7 @@ def messages(
     values = context(event_type, payload, currency)
     if values is None:
         return []
-    source_id = values.get("reward_redemption_id") or values["redemption_id"]
+    source_id, template = values["source_id"], values["template"]
     found = []
     address = email_address(payload) if email else None
     if address:
@@ -195,8 +297,8 @@ def messages(
             Message(
                 "email",
                 address,
-                _render(env, f"email/{event_type}.subject.j2", values).strip(),
-                _render(env, f"email/{event_type}.txt.j2", values),
+                _render(env, f"email/{template}.subject.j2", values).strip(),
+                _render(env, f"email/{template}.txt.j2", values),
                 source_id,
             )
         )
@@ -207,7 +309,7 @@ def messages(
                 "webhook",
                 WEBHOOK_RECIPIENT,
                 "",
-                _render(env, f"webhook/{event_type}.j2", escaped).strip(),
+                _render(env, f"webhook/{template}.j2", escaped).strip(),
                 source_id,
             )
         )

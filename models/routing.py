@@ -33,16 +33,35 @@ class Handler:
 
 LEDGER = Handler("ledger", rebuilt=("done", "held"))
 LOYALTY = Handler("loyalty", rebuilt=("done",))
+"""The cards: loyalty cards' points and gift cards' credit (named before gift cards came)."""
 NOTIFICATIONS = Handler("notifications")
 
 ORDER: tuple[Handler, ...] = (LEDGER, LOYALTY, NOTIFICATIONS)
 """Every handler, in run order within a batch: the books first, then the cards, then what is
 told to people."""
 
+_CARD_TRANSACTION = (LEDGER, LOYALTY, NOTIFICATIONS)
+"""An event carrying a loyalty or gift card transaction (`vtx_...`): books the movement, moves
+the card, tells the customer."""
+
 HANDLERS: dict[str, tuple[Handler, ...]] = {
     "redemption.succeeded": (LEDGER, LOYALTY, NOTIFICATIONS),
     "customer.reward_redemptions.completed": (LEDGER, LOYALTY, NOTIFICATIONS),
     "redemption.rollback.succeeded": (LEDGER,),
+    "voucher.loyalty_card.transaction.created": _CARD_TRANSACTION,
+    "voucher.loyalty_card.points_added": _CARD_TRANSACTION,
+    "voucher.loyalty_card.points_expired": _CARD_TRANSACTION,
+    "voucher.loyalty_card.pending_points.activated": _CARD_TRANSACTION,
+    "voucher.gift.transaction.created": _CARD_TRANSACTION,
+    "voucher.gift.balance_added": _CARD_TRANSACTION,
+    "customer.voucher.loyalty_card.points_added": _CARD_TRANSACTION,
+    "customer.voucher.loyalty_card.points_expired": _CARD_TRANSACTION,
+    "customer.voucher.gift.balance_added": _CARD_TRANSACTION,
+    # No transaction: the points are booked by the transaction that moves them (an accrual,
+    # an activation); these only tell the customer.
+    "customer.rewarded.loyalty_points": (NOTIFICATIONS,),
+    "voucher.loyalty_card.pending_points.added": (NOTIFICATIONS,),
+    "voucher.loyalty_card.pending_points.canceled": (NOTIFICATIONS,),
 }
 
 _NAMES: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from models.cards import Movement
 from models.db import card_store, ledger_store, redemption_store
 from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
 from models.db.ledger_store import digest
@@ -80,14 +81,20 @@ class SqlBooks(Books):
         self.flush()
         return redemption_store.stack(self.conn, parent_id)
 
-    def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
-        return card_store.first_sighting(self.conn, source_id, card_id, event_id, points)
+    def lock_card(self, card_id: str) -> None:
+        card_store.lock_card(self.conn, card_id)
+
+    def movement(self, card_id: str, key: str) -> Movement | None:
+        return card_store.movement(self.conn, card_id, key)
+
+    def put_movement(self, kept: Movement, *, new: bool) -> None:
+        card_store.put_movement(self.conn, kept, new=new)
+
+    def newest_movements(self, card_id: str) -> list[Movement]:
+        return card_store.newest_movements(self.conn, card_id)
 
     def load_card(self, card_id: str) -> CardState | None:
         return card_store.load_for_update(self.conn, card_id)
-
-    def insert_card(self, state: CardState, at: datetime) -> bool:
-        return card_store.insert_new(self.conn, state, at)
 
     def save_card(self, state: CardState, at: datetime) -> None:
         card_store.save(self.conn, state, at)
@@ -126,8 +133,8 @@ class MemoryBooks(Books):
     """Redemption id -> (role, parent id, order id, applied, event id), as
     `books_store.REDEMPTIONS`."""
     holds: dict[str, list[str]] = field(default_factory=dict)
-    movements: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-    """Source id -> (card id, event id, points taken), as `books_store.MOVEMENTS`."""
+    movements: dict[str, dict[str, Movement]] = field(default_factory=dict)
+    """Card id -> movement key -> the report kept, as `books_store.MOVEMENTS`."""
     cards: dict[str, CardState] = field(default_factory=dict)
     # Indexes, so that a whole log folds in linear time.
     _applied_by_children: dict[str, list[int]] = field(default_factory=dict)
@@ -191,20 +198,24 @@ class MemoryBooks(Books):
             children=len(children),
         )
 
-    def first_sighting(self, source_id: str, card_id: str, event_id: str, points: int) -> bool:
-        if source_id in self.movements:
-            return False
-        self.movements[source_id] = (card_id, event_id, points)
-        return True
+    def lock_card(self, card_id: str) -> None:
+        pass  # one writer: nothing to serialise
+
+    def movement(self, card_id: str, key: str) -> Movement | None:
+        return self.movements.get(card_id, {}).get(key)
+
+    def put_movement(self, kept: Movement, *, new: bool) -> None:
+        self.movements.setdefault(kept.card_id, {})[kept.key] = kept
+
+    def newest_movements(self, card_id: str) -> list[Movement]:
+        kept = self.movements.get(card_id, {}).values()
+        if not kept:
+            return []
+        latest = max(m.at for m in kept)
+        return [m for m in kept if m.at == latest]
 
     def load_card(self, card_id: str) -> CardState | None:
         return self.cards.get(card_id)
-
-    def insert_card(self, state: CardState, at: datetime) -> bool:
-        if state.card_id in self.cards:
-            return False
-        self.cards[state.card_id] = state
-        return True
 
     def save_card(self, state: CardState, at: datetime) -> None:
         self.cards[state.card_id] = state
@@ -221,7 +232,21 @@ class MemoryBooks(Books):
                 for original, held in self.holds.items()
                 for event_id in held
             },
-            MOVEMENTS: self.movements,
+            MOVEMENTS: {
+                (m.card_id, m.key): (
+                    m.kind,
+                    m.type,
+                    m.change,
+                    m.after,
+                    m.at,
+                    m.envelope_at,
+                    m.rank,
+                    m.customer_id,
+                    m.event_id,
+                )
+                for kept in self.movements.values()
+                for m in kept.values()
+            },
             CARDS: {
                 c.card_id: (
                     c.customer_id,

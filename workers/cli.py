@@ -204,6 +204,23 @@ def _parser() -> argparse.ArgumentParser:
     loyalty.add_argument("--json", action="store_true", help="JSON for scripts")
     loyalty.set_defaults(command="inspect:cmd_loyalty")
 
+    giftcard = sub.add_parser("giftcard", help="one gift card")
+    giftcard.add_argument("card_id", metavar="CARD_ID", help="the card's voucher id (v_…)")
+    giftcard.add_argument("--json", action="store_true", help="JSON for scripts")
+    giftcard.set_defaults(command="inspect:cmd_giftcard")
+
+    cards = sub.add_parser(
+        "cards",
+        help="every loyalty and gift card: reported balance, ledger balance, drift, gaps",
+    )
+    cards.add_argument(
+        "--drift",
+        action="store_true",
+        help="only the cards whose books disagree with Voucherify (exit status 1 if any)",
+    )
+    cards.add_argument("--json", action="store_true", help="JSON for scripts")
+    cards.set_defaults(command="inspect:cmd_cards")
+
     send = sub.add_parser(
         "send",
         help="sign a payload (a file, or a built-in sample) with the configured secret and POST it",

@@ -19,12 +19,12 @@ from sqlalchemy import Connection, Table, select
 from models.changes import Key, Values
 from models.db import bulk_io as bulk
 from models.db.tables import (
+    card_movements,
     ledger_holds,
     ledger_postings,
     ledger_redemptions,
     ledger_transactions,
     loyalty_cards,
-    loyalty_movements,
 )
 
 
@@ -91,7 +91,21 @@ REDEMPTIONS = Part(
     ("role", "parent_id", "order_id", "applied_amount", "event_id"),
 )
 HOLDS = Part(ledger_holds, ("original_id", "event_id"), ())
-MOVEMENTS = Part(loyalty_movements, ("source_id",), ("card_id", "event_id", "points_taken"))
+MOVEMENTS = Part(
+    card_movements,
+    ("card_id", "key"),
+    (
+        "kind",
+        "type",
+        "change",
+        "balance_after",
+        "at",
+        "envelope_at",
+        "rank",
+        "customer_id",
+        "event_id",
+    ),
+)
 CARDS = Part(
     loyalty_cards,
     ("card_id",),

@@ -1,33 +1,129 @@
-"""All SQL about loyalty cards: load a card under a row lock, save its new state."""
+"""All SQL about cards: their movements, the loyalty cards' state, and what the ledger holds
+for them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, or_, select, text, update
 
+from models.cards import Movement
 from models.db.insert import insert
-from models.db.tables import loyalty_cards, loyalty_movements
+from models.db.tables import card_movements, ledger_postings, loyalty_cards
 from models.loyalty import CardState
 
+GIFT_PREFIX = "giftcard:"
+LOYALTY_PREFIX = "loyalty:card:"
 
-def first_sighting(
-    conn: Connection, source_id: str, card_id: str, event_id: str, points: int
-) -> bool:
-    """True the first time a Voucherify object (rewr_…, r_…) is seen acting on a card, whichever
-    delivery reports it; False for the same object reported again."""
-    inserted = conn.scalar(
-        insert(conn, loyalty_movements)
-        .values(source_id=source_id, card_id=card_id, event_id=event_id, points_taken=points)
-        .on_conflict_do_nothing()
-        .returning(loyalty_movements.c.source_id)
+
+def lock_card(conn: Connection, card_id: str) -> None:
+    """Take the card for this transaction: concurrent workers moving one card take turns.
+    PostgreSQL: a transaction-level advisory lock (a gift card has no row to lock); SQLite
+    has one writer at a time already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:card, 0))"), {"card": card_id}
+        )
+
+
+def movement(conn: Connection, card_id: str, key: str) -> Movement | None:
+    row = conn.execute(
+        select(card_movements).where(
+            card_movements.c.card_id == card_id, card_movements.c.key == key
+        )
+    ).first()
+    return movement_of(row) if row else None
+
+
+def put_movement(conn: Connection, kept: Movement, *, new: bool) -> None:
+    """Write the report kept of a movement: a new row, or in place of the one stored."""
+    values = _movement_values(kept)
+    if new:
+        conn.execute(
+            insert(conn, card_movements).values(card_id=kept.card_id, key=kept.key, **values)
+        )
+    else:
+        conn.execute(
+            update(card_movements)
+            .where(card_movements.c.card_id == kept.card_id, card_movements.c.key == kept.key)
+            .values(**values)
+        )
+
+
+def newest_movements(conn: Connection, card_id: str) -> list[Movement]:
+    """The card's movements at its latest time (`models.cards.newest` picks among them)."""
+    latest = (
+        select(func.max(card_movements.c.at))
+        .where(card_movements.c.card_id == card_id)
+        .scalar_subquery()
     )
-    return inserted is not None
+    rows = conn.execute(
+        select(card_movements).where(
+            card_movements.c.card_id == card_id, card_movements.c.at == latest
+        )
+    )
+    return [movement_of(row) for row in rows]
+
+
+def movements(conn: Connection, card_id: str) -> list[Movement]:
+    rows = conn.execute(select(card_movements).where(card_movements.c.card_id == card_id))
+    return [movement_of(row) for row in rows]
+
+
+def all_movements(conn: Connection) -> Iterator[list[Movement]]:
+    """Every movement, a card's together, card by card."""
+    rows = conn.execute(select(card_movements).order_by(card_movements.c.card_id))
+    card: list[Movement] = []
+    for row in rows:
+        if card and card[0].card_id != row.card_id:
+            yield card
+            card = []
+        card.append(movement_of(row))
+    if card:
+        yield card
+
+
+def ledger_balance(conn: Connection, kind: str, card_id: str) -> int:
+    """The card as the ledger holds it: points on `loyalty:card:{id}`, credit as minus the
+    liability `giftcard:{id}`."""
+    account = f"{LOYALTY_PREFIX}{card_id}" if kind == "loyalty" else f"{GIFT_PREFIX}{card_id}"
+    total = conn.scalar(
+        select(func.coalesce(func.sum(ledger_postings.c.amount), 0)).where(
+            ledger_postings.c.account == account
+        )
+    )
+    points = int(total or 0)
+    return points if kind == "loyalty" else -points
+
+
+def ledger_balances(conn: Connection) -> dict[tuple[str, str], int]:
+    """(kind, card id) -> the card as the ledger holds it, for every card account."""
+    account = ledger_postings.c.account
+    rows = conn.execute(
+        select(account, func.sum(ledger_postings.c.amount))
+        .where(or_(account.startswith(LOYALTY_PREFIX), account.startswith(GIFT_PREFIX)))
+        .group_by(account)
+    )
+    found = {}
+    for name, total in rows:
+        if name.startswith(LOYALTY_PREFIX):
+            found["loyalty", name.removeprefix(LOYALTY_PREFIX)] = int(total)
+        else:
+            found["gift", name.removeprefix(GIFT_PREFIX)] = -int(total)
+    return found
+
+
+def kind_of(conn: Connection, card_id: str) -> str | None:
+    """Whether a card is a loyalty or a gift card, by its movements; None if none is seen."""
+    return conn.scalar(
+        select(card_movements.c.kind).where(card_movements.c.card_id == card_id).limit(1)
+    )
 
 
 def load_for_update(conn: Connection, card_id: str) -> CardState | None:
-    """The card's state, its row locked until commit: concurrent workers take turns."""
+    """The loyalty card's state, its row locked until commit."""
     row = conn.execute(
         select(loyalty_cards).where(loyalty_cards.c.card_id == card_id).with_for_update()
     ).first()
@@ -37,6 +133,13 @@ def load_for_update(conn: Connection, card_id: str) -> CardState | None:
 def get(conn: Connection, card_id: str) -> CardState | None:
     row = conn.execute(select(loyalty_cards).where(loyalty_cards.c.card_id == card_id)).first()
     return state_of(row) if row else None
+
+
+def save(conn: Connection, state: CardState, at: datetime) -> None:
+    """Write the loyalty card's state, creating its row the first time."""
+    values = _values(state, at)
+    stmt = insert(conn, loyalty_cards).values(card_id=state.card_id, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["card_id"], set_=values))
 
 
 def _values(state: CardState, at: datetime) -> dict[str, Any]:
@@ -52,23 +155,34 @@ def _values(state: CardState, at: datetime) -> dict[str, Any]:
     }
 
 
-def insert_new(conn: Connection, state: CardState, at: datetime) -> bool:
-    """Create the card; False when a concurrent transaction created it first (PostgreSQL
-    waits for that one to commit, so the caller can then load and lock the row)."""
-    inserted = conn.scalar(
-        insert(conn, loyalty_cards)
-        .values(card_id=state.card_id, **_values(state, at))
-        .on_conflict_do_nothing()
-        .returning(loyalty_cards.c.card_id)
-    )
-    return inserted is not None
+def _movement_values(m: Movement) -> dict[str, Any]:
+    return {
+        "kind": m.kind,
+        "type": m.type,
+        "change": m.change,
+        "balance_after": m.after,
+        "at": m.at,
+        "envelope_at": m.envelope_at,
+        "rank": m.rank,
+        "customer_id": m.customer_id,
+        "event_id": m.event_id,
+    }
 
 
-def save(conn: Connection, state: CardState, at: datetime) -> None:
-    conn.execute(
-        update(loyalty_cards)
-        .where(loyalty_cards.c.card_id == state.card_id)
-        .values(**_values(state, at))
+def movement_of(row: Any) -> Movement:
+    """A `card_movements` row (all its columns) as the movement."""
+    return Movement(
+        card_id=row.card_id,
+        kind=row.kind,
+        key=row.key,
+        type=row.type,
+        change=int(row.change),
+        after=int(row.balance_after),
+        at=row.at,
+        envelope_at=row.envelope_at,
+        rank=int(row.rank),
+        customer_id=row.customer_id,
+        event_id=row.event_id,
     )
 
 

@@ -210,14 +210,23 @@ loyalty_cards = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
-# What each Voucherify object did to a card, once, whichever delivery reported it.
-loyalty_movements = Table(
-    "loyalty_movements",
+# Every movement of a card's points or credit, once per card and movement key (the ledger key
+# that moves the card), as the best report of it tells it (`models.cards`).
+card_movements = Table(
+    "card_movements",
     metadata,
-    Column("source_id", String(255), primary_key=True),
-    Column("card_id", String(255), nullable=False),
+    Column("card_id", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("kind", String(8), nullable=False),  # loyalty | gift
+    Column("type", String(32), nullable=False),
+    Column("change", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("envelope_at", UtcDateTime(), nullable=True),
+    Column("rank", Integer, nullable=False),
+    Column("customer_id", String(255), nullable=False),
     Column("event_id", String(255), nullable=False),
-    Column("points_taken", BigInteger, nullable=False),
+    Index("ix_card_movements_card_id_at", "card_id", "at"),
 )
 
 notifications = Table(

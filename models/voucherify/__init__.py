@@ -23,7 +23,6 @@ from models.voucherify.models import (
     Campaign,
     Customer,
     Order,
-    Payload,
     PromotionTier,
     Redemption,
     RedemptionRollbackSucceeded,
@@ -32,14 +31,23 @@ from models.voucherify.models import (
     RewardRedemptionCompleted,
     Voucher,
 )
+from models.voucherify.transactions import (
+    CardTransactionEvent,
+    LoyaltyPointsRewarded,
+    PendingPointsChanged,
+)
 
 __all__ = [
+    "CARD_TRANSACTION_EVENTS",
     "EVENT_MODELS",
     "Campaign",
+    "CardTransactionEvent",
     "Customer",
+    "LoyaltyPointsRewarded",
     "Order",
     "Payload",
     "PayloadError",
+    "PendingPointsChanged",
     "PromotionTier",
     "Redemption",
     "RedemptionRollbackSucceeded",
@@ -57,10 +65,38 @@ __all__ = [
     "source_timestamp",
 ]
 
+Payload = (
+    RedemptionSucceeded
+    | RewardRedemptionCompleted
+    | RedemptionRollbackSucceeded
+    | CardTransactionEvent
+    | LoyaltyPointsRewarded
+    | PendingPointsChanged
+)
+
+CARD_TRANSACTION_EVENTS = (
+    "voucher.loyalty_card.transaction.created",
+    "voucher.loyalty_card.points_added",
+    "voucher.loyalty_card.points_expired",
+    "voucher.loyalty_card.pending_points.activated",
+    "voucher.gift.transaction.created",
+    "voucher.gift.balance_added",
+    "customer.voucher.loyalty_card.points_added",
+    "customer.voucher.loyalty_card.points_expired",
+    "customer.voucher.gift.balance_added",
+)
+"""The event types that carry one transaction of a card (`vtx_…`): the same transaction may
+come as several of them (an addition as `points_added` and `transaction.created`, and a
+distribution's copy of either)."""
+
 EVENT_MODELS: dict[str, type[Payload]] = {
     "redemption.succeeded": RedemptionSucceeded,
     "customer.reward_redemptions.completed": RewardRedemptionCompleted,
     "redemption.rollback.succeeded": RedemptionRollbackSucceeded,
+    **dict.fromkeys(CARD_TRANSACTION_EVENTS, CardTransactionEvent),
+    "customer.rewarded.loyalty_points": LoyaltyPointsRewarded,
+    "voucher.loyalty_card.pending_points.added": PendingPointsChanged,
+    "voucher.loyalty_card.pending_points.canceled": PendingPointsChanged,
 }
 
 WHOLE = "(payload)"

@@ -1,11 +1,11 @@
 """Pydantic models of the parts of Voucherify's event payloads that the rules read.
 
-Three events: `redemption.succeeded`, `customer.reward_redemptions.completed` and
-`redemption.rollback.succeeded`. Objects the docs say may be null may be null here; fields
-no rule reads are not modelled at all, so their oddities cannot fail an event. Each event
-model has `occurred_at` (its own source timestamp) and `problems()` (what makes it unusable
-beyond its shape). Parse them through `models.voucherify`, which turns failures into
-`PayloadError`.
+The redemption events: `redemption.succeeded`, `customer.reward_redemptions.completed` and
+`redemption.rollback.succeeded` (the card transactions: `models.voucherify.transactions`).
+Objects the docs say may be null may be null here; fields no rule reads are not modelled at all,
+so their oddities cannot fail an event. Each event model has `occurred_at` (its own source
+timestamp) and `problems()` (what makes it unusable beyond its shape). Parse them through
+`models.voucherify`, which turns failures into `PayloadError`.
 """
 
 from __future__ import annotations
@@ -212,6 +212,9 @@ class RewardRedemption(Model):
     updated_at: Timestamp | None = None
     voucher_id: str | None = None
     customer_id: str | None = None
+    source_id: str | None = None
+    """The redemption (`r_...`) that paid for the reward, when `source_type` is `redemption`."""
+    source_type: str | None = None
 
 
 class RewardRedemptionCompleted(Model):
@@ -302,6 +305,3 @@ class RedemptionRollbackSucceeded(Model):
         if named is not None and inside is not None and named != inside:
             return [("redemption_rollback.redemption", f"{named} but redemption.id is {inside}")]
         return []
-
-
-Payload = RedemptionSucceeded | RewardRedemptionCompleted | RedemptionRollbackSucceeded

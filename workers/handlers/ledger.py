@@ -5,11 +5,13 @@ from __future__ import annotations
 from models.journal import Transaction
 from models.ledger import (
     Redemption,
+    post_card_transaction,
     post_redemption,
     post_reward_redemption,
     post_rollback,
 )
 from models.voucherify import (
+    CardTransactionEvent,
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
@@ -26,6 +28,9 @@ def handle(job: Job) -> Outcome:
         return Outcome()
     if isinstance(payload, RedemptionRollbackSucceeded):
         return _rollback(job, payload)
+    if isinstance(payload, CardTransactionEvent):
+        _book(job, post_card_transaction(payload, job.config.currency))
+        return Outcome()
     raise PermanentError(f"the ledger has no rule for {job.event_type}")
 
 

@@ -1,46 +1,37 @@
-"""Loyalty handler: apply what an event says about a card, under the card's row lock."""
+"""Cards handler: record the movement an event reports, once, and the loyalty card's state.
+
+Under the card's lock: the movement's best report is kept (`models.cards.better`), the card's
+newest movement is found again, and a loyalty card's state follows (`models.loyalty`).
+"""
 
 from __future__ import annotations
 
-from models.loyalty import (
-    CardObservation,
-    apply_observation,
-    observe_redemption,
-    observe_reward_redemption,
-)
-from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
+from models.cards import better, newest
+from models.loyalty import card_state, movement_of, snapshot_flags
 from workers.handlers.base import Job, Outcome
 
 
 def handle(job: Job) -> Outcome:
-    observation = _observe(job)
-    if observation is None:
-        return Outcome(note="no loyalty card involved")
+    movement = movement_of(job.event_type, job.payload, job.body, job.event_id)
+    if movement is None:
+        return Outcome(note="no card involved")
     books = job.books
-    # The same Voucherify object reported by a second delivery (another webhook, say) is
-    # the same fact: it must not take its points twice.
-    if not books.first_sighting(
-        observation.source_id, observation.card_id, job.event_id, observation.points_taken
-    ):
-        return Outcome(note=f"{observation.source_id} already applied to {observation.card_id}")
-    state = books.load_card(observation.card_id)
-    if state is None:
-        if books.insert_card(apply_observation(None, observation), job.now):
-            return Outcome()
-        # Another worker created the card meanwhile; its row is committed and lockable now.
-        state = books.load_card(observation.card_id)
-    books.save_card(apply_observation(state, observation), job.now)
-    return Outcome()
-
-
-def _observe(job: Job) -> CardObservation | None:
-    payload = job.payload
-    if isinstance(payload, RewardRedemptionCompleted):
-        return observe_reward_redemption(payload, source_timestamp(job.body, payload))
-    is_card = isinstance(payload, RedemptionSucceeded) and (
-        payload.voucher is not None and payload.voucher.kind == "loyalty"
+    books.lock_card(movement.card_id)
+    kept = books.movement(movement.card_id, movement.key)
+    first = kept is None
+    if better(kept, movement):
+        books.put_movement(movement, new=first)
+    note = None if first else f"{movement.key} already seen on {movement.card_id}"
+    if movement.kind != "loyalty":
+        return Outcome(note=note)
+    latest = newest(books.newest_movements(movement.card_id))
+    assert latest is not None  # this movement at least
+    state = card_state(
+        books.load_card(movement.card_id),
+        movement,
+        first=first,
+        latest=latest,
+        flags=snapshot_flags(job.payload, movement),
     )
-    if isinstance(payload, RedemptionSucceeded) and is_card:
-        # Only a card's balance needs the event's time: other redemptions may lack one.
-        return observe_redemption(payload, source_timestamp(job.body, payload))
-    return None
+    books.save_card(state, job.now)
+    return Outcome(note=note)
