@@ -47,7 +47,7 @@ SEED_BALANCES = {
     (f"discount:{SEED_CAMPAIGN}", "USD"): 1000,
 }
 REWARD_BALANCES = {
-    (f"loyalty:rewards:{REWARD}", "POINTS"): 100,
+    ("loyalty:payments", "POINTS"): 100,
     (f"loyalty:card:{SEED_CARD}", "POINTS"): -100,
 }
 STACK_BALANCES = {
@@ -156,7 +156,7 @@ def test_a_redemption_books_the_order_gross_and_the_discount(ledger: Ledger) -> 
     event_id = ledger.receive(REDEMPTION, recorded.seed_redemption())
     assert ledger.balances() == SEED_BALANCES
     assert ledger.cards() == {}
-    assert ledger.notes[event_id] == {"ledger": None, "loyalty": "no loyalty card involved"}
+    assert ledger.notes[event_id] == {"ledger": None, "loyalty": "no card involved"}
 
 
 def test_a_loyalty_card_redemption_books_its_points_and_updates_the_card(ledger: Ledger) -> None:

@@ -27,17 +27,12 @@ from models.identity import identify
 from models.journal import Transaction
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
-from models.loyalty import (
-    CardObservation,
-    fold_observations,
-    observe_redemption,
-    observe_reward_redemption,
-)
+from models.loyalty import fold_cards, movement_of, snapshot_flags
 from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
-    source_timestamp,
+    parse_payload,
 )
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
@@ -292,19 +287,16 @@ def expected_balances(log: list[tuple[str, Json]]) -> dict[tuple[str, str], int]
 
 
 def expected_cards(log: list[tuple[str, Json]]) -> dict[str, tuple[int | None, int, int]]:
-    observations: list[CardObservation] = []
-    for event_type, data in log:
-        if event_type == REWARD_REDEMPTION:
-            reward = parsed(RewardRedemptionCompleted, data)
-            observations.append(observe_reward_redemption(reward, source_timestamp(data, reward)))
-        elif event_type == REDEMPTION:
-            redeemed = parsed(RedemptionSucceeded, data)
-            seen = observe_redemption(redeemed, source_timestamp(data, redeemed))
+    reports = []
+    for n, (event_type, data) in enumerate(log):
+        if event_type in (REWARD_REDEMPTION, REDEMPTION):
+            payload = parse_payload(event_type, data)
+            seen = movement_of(event_type, payload, data, f"e{n}")
             if seen is not None:
-                observations.append(seen)
+                reports.append((seen, snapshot_flags(payload, seen)))
     return {
         card_id: (state.balance, state.points_spent, state.events)
-        for card_id, state in fold_observations(observations).items()
+        for card_id, state in fold_cards(reports).items()
     }
 
 

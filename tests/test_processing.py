@@ -93,7 +93,7 @@ def test_the_seed_reward_redemption_moves_100_points_from_the_card_to_the_reward
     db: Engine, seed_reward: str
 ) -> None:
     assert balances(db) == {
-        (f"loyalty:rewards:{REWARD}", "POINTS"): 100,
+        ("loyalty:payments", "POINTS"): 100,
         (f"loyalty:card:{CARD}", "POINTS"): -100,
     }
 
@@ -194,7 +194,7 @@ def test_one_reward_redemption_delivered_raw_and_in_an_envelope_is_counted_once(
     process(db, enveloped)
 
     assert balances(db) == {
-        (f"loyalty:rewards:{REWARD}", "POINTS"): 100,
+        ("loyalty:payments", "POINTS"): 100,
         (f"loyalty:card:{CARD}", "POINTS"): -100,
     }
     state = card(db, CARD)

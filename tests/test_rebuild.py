@@ -14,12 +14,12 @@ from sqlalchemy import Engine, Table, delete, insert, select, update
 from models.db.books_store import PARTS
 from models.db.engine import make_engine
 from models.db.tables import (
+    card_movements,
     ledger_holds,
     ledger_postings,
     ledger_redemptions,
     ledger_transactions,
     loyalty_cards,
-    loyalty_movements,
 )
 from tests.conftest import EventLog
 from tests.support import stores
@@ -102,8 +102,17 @@ def test_rows_edited_by_hand_are_put_back_and_nothing_else_is_written(books: Eng
         )
         conn.execute(insert(ledger_holds).values(original_id="r_none", event_id="e_none"))
         conn.execute(
-            insert(loyalty_movements).values(
-                source_id="r_none", card_id=card["card_id"], event_id="e_none", points_taken=1
+            insert(card_movements).values(
+                card_id=card["card_id"],
+                key="redemption:r_none:points",
+                kind="loyalty",
+                type="POINTS_REDEMPTION",
+                change=-1,
+                balance_after=1,
+                at=datetime(2024, 1, 1, tzinfo=UTC),
+                rank=2,
+                customer_id="c",
+                event_id="e_none",
             )
         )
         conn.execute(
@@ -130,7 +139,7 @@ def test_a_rebuild_into_empty_books_writes_them_all(books: Engine) -> None:
     live, right = live_digest(books), contents(books)
     with books.begin() as conn:
         stores.clear_ledger(conn)
-        conn.execute(delete(loyalty_movements))
+        conn.execute(delete(card_movements))
         conn.execute(delete(loyalty_cards))
 
     result = rebuild(books, QUIET)

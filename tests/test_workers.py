@@ -13,8 +13,8 @@ import httpx
 
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
-from models.loyalty import fold_observations, observe_reward_redemption
-from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, source_timestamp
+from models.loyalty import fold_cards, movement_of
+from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted
 from receiver.signature import HEADER, sign
 from tests.conftest import EventLog
 from tests.support.payloads import (
@@ -101,7 +101,7 @@ def test_seed_events_give_the_specified_ledger_card_and_notifications(
         ("discount:camp_kwMyXFKquedx8FzXNpVPN7QU", "USD"): 1000,
         ("order:ord_3VYCHwdV0YOOch2nm1RsTKNI", "USD"): 6000,
         ("sales", "USD"): -7000,
-        ("loyalty:rewards:rew_UtRGHxt98jwCzodkskxQ7KLp", "POINTS"): 100,
+        ("loyalty:payments", "POINTS"): 100,
         (f"loyalty:card:{CARD}", "POINTS"): -100,
     }
     assert isinstance(card, dict)
@@ -232,12 +232,12 @@ def test_two_worker_processes_on_the_same_cards_keep_balances_correct(
         for worker in workers:
             worker.stop()
 
-    expected = fold_observations(
-        observe_reward_redemption(
-            parsed(RewardRedemptionCompleted, e),
-            source_timestamp(e, parsed(RewardRedemptionCompleted, e)),
+    expected = fold_cards(
+        (card, ())
+        for n, e in enumerate(events)
+        if (
+            card := movement_of(REWARD_REDEMPTION, parsed(RewardRedemptionCompleted, e), e, f"e{n}")
         )
-        for e in events
     )
     for card, state in states.items():
         assert isinstance(state, dict)

@@ -32,31 +32,28 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from models.cards import Movement
 from models.db.tables import events, ledger_conflicts, ledger_postings, ledger_transactions
 from models.db.tables import notifications as notifications_table
 from models.journal import Transaction, fold
 from models.ledger import post_redemption, post_reward_redemption, post_rollback
-from models.loyalty import (
-    CardObservation,
-    CardState,
-    fold_observations,
-    observe_redemption,
-    observe_reward_redemption,
-)
+from models.loyalty import CardState, fold_cards, movement_of, snapshot_flags
 from models.notifications import WEBHOOK_RECIPIENT, context, email_address
 from models.routing import NOTIFICATIONS, handlers_for
 from models.voucherify import (
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
+    load_json,
     parse_payload,
-    source_timestamp,
 )
 from tests.support import stores
 from tests.support.payloads import parsed
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.support.workload import Event, Workload
 from workers.notification_channels import message_id
+
+CARD_EVENTS = ("redemption.succeeded", "customer.reward_redemptions.completed")
 
 REPORT_ENV = "VOUCHERHOOK_RELIABILITY_REPORT"
 Key = tuple[str, str, str]
@@ -84,22 +81,21 @@ def expect(
         if event.redemption_id
     }
     booked: list[Transaction] = [t for ts in redemptions.values() for t in ts]
-    observed: list[CardObservation] = []
+    observed: list[tuple[Movement, frozenset[str]]] = []
     planned: set[Key] = set()
     for event in sent:
         if event.event_type == "customer.reward_redemptions.completed":
             reward = parsed(RewardRedemptionCompleted, event.data)
             booked += post_reward_redemption(reward)
-            at = source_timestamp(event.data, reward)
-            observed.append(observe_reward_redemption(reward, at))
         elif event.original is not None:
             booked += post_rollback(
                 parsed(RedemptionRollbackSucceeded, event.data), redemptions[event.original]
             )
-        elif event.redemption_id:
-            paid = parsed(RedemptionSucceeded, event.data)
-            card = observe_redemption(paid, source_timestamp(event.data, paid))
-            observed += [card] if card else []
+        if event.event_type in CARD_EVENTS and event.original is None:
+            payload = parse_payload(event.event_type, event.data)
+            delivered = load_json(event.body)  # an envelope's time settles equal times
+            card = movement_of(event.event_type, payload, delivered, event.event_id)
+            observed += [(card, snapshot_flags(payload, card))] if card else []
         planned |= _notifications(event, currency, webhook_url, email)
     journal = fold(booked)
     assert not journal.conflicts, f"the workload's own events conflict: {journal.conflicts}"
@@ -108,7 +104,7 @@ def expect(
             e.event_id: "processed" if handlers_for(e.event_type) else "ignored" for e in sent
         },
         transactions=dict(journal.transactions),
-        cards=fold_observations(observed),
+        cards=fold_cards(observed),
         notifications=frozenset(planned),
     )
 

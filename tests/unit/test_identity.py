@@ -165,11 +165,43 @@ def test_a_transaction_carrying_its_redemption_as_context_is_not_that_redemption
         {"transaction": {"id": "vtx_1"}, "redemption": {"id": "r_ctx"}, "voucher": {}}
     ).encode()
     verdict = identify(body, "voucher.gift.transaction.created")
-    assert verdict.event_id == "sha256:" + hashlib.sha256(body).hexdigest()
-    assert verdict.status == "ignored"
+    assert verdict.event_id == "card.transaction:vtx_1"
+    assert verdict.status == "pending"
     # So the redemption itself, arriving later, is new, not a duplicate of the transaction.
     redemption = json.dumps({"redemption": {"id": "r_ctx"}}).encode()
     assert identify(redemption, REDEMPTION).event_id == "redemption.succeeded:r_ctx"
+
+
+def test_one_transaction_raw_under_two_event_types_is_one_event() -> None:
+    body = json.dumps({"transaction": {"id": "vtx_9", "type": "POINTS_ADDITION"}}).encode()
+    added = identify(body, "voucher.loyalty_card.points_added")
+    created = identify(body, "voucher.loyalty_card.transaction.created")
+    copy = identify(body, "customer.voucher.loyalty_card.points_added")
+    assert added.event_id == created.event_id == copy.event_id == "card.transaction:vtx_9"
+    assert {added.status, created.status, copy.status} == {"pending"}
+
+
+def test_a_transaction_sent_to_a_redemption_url_is_quarantined() -> None:
+    body = json.dumps({"transaction": {"id": "vtx_9"}, "redemption": {"id": "r_1"}}).encode()
+    verdict = identify(body, REDEMPTION)
+    assert (verdict.status, verdict.event_id) == ("quarantined", "card.transaction:vtx_9")
+
+
+def test_pending_points_are_told_added_or_canceled_by_the_sign_of_their_change() -> None:
+    def pending(points: int) -> bytes:
+        return json.dumps(
+            {
+                "pending_points": {"id": "lopp_1"},
+                "voucher_pending_points_balance": {"points": points},
+            }
+        ).encode()
+
+    added = identify(pending(5), "voucher.loyalty_card.pending_points.added")
+    canceled = identify(pending(-5), "voucher.loyalty_card.pending_points.canceled")
+    assert (added.event_id, added.status) == ("pending_points.added:lopp_1", "pending")
+    assert (canceled.event_id, canceled.status) == ("pending_points.canceled:lopp_1", "pending")
+    wrong = identify(pending(-5), "voucher.loyalty_card.pending_points.added")
+    assert wrong.status == "quarantined"
 
 
 def test_an_envelope_without_ids_is_identified_as_its_raw_payload_would_be() -> None:

@@ -202,13 +202,24 @@ def test_stack_check_tells_a_parent_not_seen_yet() -> None:
 # --- customer.reward_redemptions.completed ------------------------------------------------
 
 
-def test_seed_reward_redemption_moves_points_from_the_card_to_the_reward() -> None:
+def test_seed_reward_redemption_is_booked_as_the_redemption_that_paid_for_it() -> None:
     (transaction,) = post_reward_redemption(
         parsed(RewardRedemptionCompleted, seed_reward_redemption())
     )
+    assert transaction.key == "redemption:r_0ebe369389d0528f1f:points"
+    assert balances([transaction]) == {
+        ("loyalty:payments", POINTS): 100,
+        (f"loyalty:card:{CARD}", POINTS): -100,
+    }
+
+
+def test_a_reward_without_its_redemption_is_keyed_by_the_reward_redemption() -> None:
+    data = seed_reward_redemption()
+    data["reward_redemption"]["source_id"] = None
+    (transaction,) = post_reward_redemption(parsed(RewardRedemptionCompleted, data))
     assert transaction.key == "reward_redemption:rewr_N5xhKgV5tJBmJxrtb5YB7V3q"
     assert balances([transaction]) == {
-        (f"loyalty:rewards:{REWARD}", POINTS): 100,
+        ("loyalty:payments", POINTS): 100,
         (f"loyalty:card:{CARD}", POINTS): -100,
     }
 

@@ -1,5 +1,6 @@
-"""Loyalty balances (bookkeeping.md, "Loyalty balances"): the newest report by source time
-wins, points spent add up, and odd figures flag the card without rejecting anything."""
+"""Loyalty balances (bookkeeping.md, "Loyalty balances"): the newest movement by its own time
+(then the chain, then the envelope's time; never an id) gives the balance, points spent add
+up once per movement, and odd figures flag the card without rejecting anything."""
 
 from __future__ import annotations
 
@@ -10,48 +11,62 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.loyalty import (
-    CardObservation,
-    CardState,
-    apply_observation,
-    fold_observations,
-    observe_redemption,
-    observe_reward_redemption,
-)
-from models.voucherify import (
-    PayloadError,
-    RedemptionSucceeded,
-    RewardRedemptionCompleted,
-    source_timestamp,
-)
+from models.cards import RANK_REWARD, Movement, newest
+from models.loyalty import CardState, card_state, fold_cards, movement_of, snapshot_flags
+from models.voucherify import PayloadError, RedemptionSucceeded, RewardRedemptionCompleted
 from tests.support.payloads import parsed
 from tests.unit.recorded import redemption, seed_redemption, seed_reward_redemption, stack
 
 CARD = "v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"
 HOLDER = "cust_2myfc5acSBgoMV72R5tyTBc8"
 SEED_TIME = datetime(2024, 5, 13, 12, 26, 6, 250000, UTC)
+SEED_KEY = "redemption:r_0ebe369389d0528f1f:points"
 
 
-def seed_observation() -> CardObservation:
+def seed_movement() -> Movement:
     body = seed_reward_redemption()
-    event = parsed(RewardRedemptionCompleted, body)
-    return observe_reward_redemption(event, source_timestamp(body, event))
+    found = movement_of(
+        "customer.reward_redemptions.completed",
+        parsed(RewardRedemptionCompleted, body),
+        body,
+        "e_seed",
+    )
+    assert found is not None
+    return found
 
 
-def report(balance: int, at: datetime, source: str, taken: int = 0) -> CardObservation:
-    return CardObservation(CARD, HOLDER, balance, at, source, points_taken=taken)
+def move(after: int, at: datetime, key: str, change: int = 0, **kw: object) -> Movement:
+    values: dict[str, object] = {
+        "card_id": CARD,
+        "kind": "loyalty",
+        "key": key,
+        "type": "POINTS_REDEMPTION" if change < 0 else "POINTS_ADDITION",
+        "change": change,
+        "after": after,
+        "at": at,
+        "envelope_at": None,
+        "rank": RANK_REWARD,
+        "customer_id": HOLDER,
+        "event_id": f"e_{key}",
+    }
+    values.update(kw)
+    return Movement(**values)  # type: ignore[arg-type]
 
 
-def test_seed_reward_redemption_reports_the_card_after_taking_100_points() -> None:
-    observation = seed_observation()
-    assert (observation.card_id, observation.customer_id) == (CARD, HOLDER)
-    assert (observation.balance, observation.points_taken) == (70, 100)
-    assert observation.at == SEED_TIME
-    assert observation.flags() == frozenset()  # 270 - 200 = 70
+def fold(*movements: Movement) -> CardState:
+    return fold_cards((m, ()) for m in movements)[CARD]
 
 
-def test_a_first_observation_starts_the_card() -> None:
-    state = apply_observation(None, seed_observation())
+def test_seed_reward_redemption_moves_the_card_as_its_redemption_taking_100_points() -> None:
+    movement = seed_movement()
+    assert (movement.card_id, movement.customer_id, movement.key) == (CARD, HOLDER, SEED_KEY)
+    assert (movement.after, movement.change, movement.taken) == (70, -100, 100)
+    assert movement.at == SEED_TIME
+
+
+def test_a_first_movement_starts_the_card() -> None:
+    movement = seed_movement()
+    state = card_state(None, movement, first=True, latest=movement)
     assert state == CardState(
         card_id=CARD,
         customer_id=HOLDER,
@@ -60,14 +75,13 @@ def test_a_first_observation_starts_the_card() -> None:
         points_spent=100,
         events=1,
         flags=(),
-        balance_source="rewr_N5xhKgV5tJBmJxrtb5YB7V3q",
+        balance_source=SEED_KEY,
     )
 
 
-def test_a_newer_report_replaces_the_balance() -> None:
-    state = apply_observation(None, seed_observation())
-    later = report(40, SEED_TIME + timedelta(minutes=5), "rewr_later", taken=30)
-    state = apply_observation(state, later)
+def test_a_newer_movement_replaces_the_balance() -> None:
+    later = move(40, SEED_TIME + timedelta(minutes=5), "redemption:r_later:points", -30)
+    state = fold(seed_movement(), later)
     assert (state.balance, state.as_of, state.points_spent, state.events) == (
         40,
         SEED_TIME + timedelta(minutes=5),
@@ -76,89 +90,92 @@ def test_a_newer_report_replaces_the_balance() -> None:
     )
 
 
-def test_an_older_report_arriving_late_never_overwrites_the_balance() -> None:
-    state = apply_observation(None, seed_observation())
-    earlier = report(170, SEED_TIME - timedelta(days=1), "rewr_earlier", taken=50)
-    state = apply_observation(state, earlier)
+def test_an_older_movement_arriving_late_never_overwrites_the_balance() -> None:
+    seed = seed_movement()
+    earlier = move(170, SEED_TIME - timedelta(days=1), "redemption:r_earlier:points", -50)
+    state = card_state(None, seed, first=True, latest=seed)
+    state = card_state(state, earlier, first=True, latest=newest([seed, earlier]) or seed)
     assert (state.balance, state.as_of) == (70, SEED_TIME)
     assert (state.points_spent, state.events) == (150, 2)  # still counted
 
 
-def test_reports_at_the_same_instant_settle_the_same_way_in_either_order() -> None:
-    one, two = report(10, SEED_TIME, "r_a"), report(20, SEED_TIME, "r_b")
-    assert apply_observation(apply_observation(None, one), two) == apply_observation(
-        apply_observation(None, two), one
-    )
+def test_equal_times_are_settled_by_the_chain_not_by_ids() -> None:
+    # The newer reward (balance 40) has the smaller id and arrives first; its balance before
+    # (70) is the older one's balance after: it comes after it, whatever the ids.
+    older = move(70, SEED_TIME, "redemption:r_zzz:points", -100)
+    newer = move(40, SEED_TIME, "redemption:r_aaa:points", -30)
+    assert fold(newer, older).balance == fold(older, newer).balance == 40
+    swapped = move(40, SEED_TIME, "redemption:r_zzz_2:points", -30)
+    assert fold(older, swapped).balance == 40
+
+
+def test_equal_times_without_a_link_are_settled_by_the_envelope_time() -> None:
+    one = move(10, SEED_TIME, "k1", 5, envelope_at=SEED_TIME + timedelta(seconds=2))
+    two = move(20, SEED_TIME, "k2", 7, envelope_at=SEED_TIME + timedelta(seconds=1))
+    assert fold(one, two).balance == fold(two, one).balance == 10
 
 
 def test_inconsistent_figures_flag_the_card_without_rejecting_it() -> None:
-    observation = replace(seed_observation(), points=280)
-    state = apply_observation(None, observation)
-    assert state.balance == 70
-    assert state.flagged
-    assert state.flags == (
-        "rewr_N5xhKgV5tJBmJxrtb5YB7V3q: balance 70 != points 280 - expired 0 - subtracted 0"
-        " - redeemed 200 = 80",
-    )
+    body = seed_reward_redemption()
+    body["voucher"]["loyalty_card"]["points"] = 280
+    payload = parsed(RewardRedemptionCompleted, body)
+    movement = movement_of("customer.reward_redemptions.completed", payload, body, "e1")
+    assert movement is not None
+    assert snapshot_flags(payload, movement) == {
+        f"{SEED_KEY}: balance 70 != points 280 - expired 0 - subtracted 0 - redeemed 200 = 80"
+    }
 
 
 def test_expired_and_subtracted_points_count_in_the_figures() -> None:
-    observation = replace(seed_observation(), points=300, expired_points=20, subtracted_points=10)
-    assert observation.flags() == frozenset()
-
-
-def test_figures_without_redeemed_points_are_not_checked() -> None:
-    assert replace(seed_observation(), points=999, redeemed_points=None).flags() == frozenset()
+    body = seed_reward_redemption()
+    card = body["voucher"]["loyalty_card"]
+    card.update(points=300, expired_points=20, subtracted_points=10)
+    payload = parsed(RewardRedemptionCompleted, body)
+    movement = movement_of("customer.reward_redemptions.completed", payload, body, "e1")
+    assert movement is not None
+    assert snapshot_flags(payload, movement) == frozenset()
 
 
 def test_a_negative_balance_flags_the_card() -> None:
-    state = apply_observation(None, report(-5, SEED_TIME, "r_neg", taken=10))
-    assert state.balance == -5
-    assert state.flags == ("r_neg: negative balance -5",)
+    body = seed_reward_redemption()
+    body["voucher"]["loyalty_card"].update(balance=-5, points=None)
+    payload = parsed(RewardRedemptionCompleted, body)
+    movement = movement_of("customer.reward_redemptions.completed", payload, body, "e1")
+    assert movement is not None
+    assert snapshot_flags(payload, movement) == {f"{SEED_KEY}: negative balance -5"}
 
 
-def test_flags_stay_once_raised() -> None:
-    state = apply_observation(None, report(-5, SEED_TIME, "r_neg"))
-    state = apply_observation(state, report(10, SEED_TIME + timedelta(hours=1), "r_ok"))
-    assert state.flags == ("r_neg: negative balance -5",)
+def test_the_holder_follows_the_newest_movement() -> None:
+    moved = move(70, SEED_TIME + timedelta(days=1), "k", 0, customer_id="cust_new")
+    assert fold(seed_movement(), moved).customer_id == "cust_new"
 
 
-def test_the_holder_follows_the_newest_report() -> None:
-    state = apply_observation(None, seed_observation())
-    moved = replace(report(70, SEED_TIME + timedelta(days=1), "r_x"), customer_id="cust_new")
-    assert apply_observation(state, moved).customer_id == "cust_new"
-
-
-def test_a_report_about_another_card_is_refused() -> None:
-    state = apply_observation(None, seed_observation())
+def test_a_movement_of_another_card_is_refused() -> None:
+    seed = seed_movement()
+    state = card_state(None, seed, first=True, latest=seed)
+    other = replace(seed, card_id="v_other")
     with pytest.raises(ValueError, match="not v_p7NP2qmQaMXsNHzb9ujPVjqgDJzJ2ccQ"):
-        apply_observation(state, replace(report(1, SEED_TIME, "r_y"), card_id="v_other"))
-
-
-def test_a_source_time_must_be_timezone_aware() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        report(1, datetime(2024, 5, 13, 12, 0), "r_naive")
+        card_state(state, other, first=True, latest=other)
 
 
 def test_a_loyalty_card_payment_takes_its_redemption_amount_in_points() -> None:
     data = redemption("r_pay", kind="loyalty", applied=800, points=80, voucher_id="v_card")
-    event = parsed(RedemptionSucceeded, data)
-    observation = observe_redemption(event, source_timestamp(data, event))
-    assert observation is not None
-    assert (observation.card_id, observation.points_taken, observation.balance) == (
+    movement = movement_of("redemption.succeeded", parsed(RedemptionSucceeded, data), data, "e")
+    assert movement is not None
+    assert (movement.card_id, movement.taken, movement.after, movement.key) == (
         "v_card",
         80,
         500,
+        "redemption:r_pay:points",
     )
-    assert observation.customer_id == "cust_1g637SqVZnkdPNdAIZ7Ra879"
-    assert observation.flags() == frozenset()  # 900 - 400 = 500
+    assert movement.customer_id == "cust_1g637SqVZnkdPNdAIZ7Ra879"
 
 
-def test_redemptions_of_anything_but_a_loyalty_card_observe_no_card() -> None:
+def test_redemptions_of_a_discount_or_a_stack_parent_move_no_card() -> None:
     parent, _ = stack()
-    for data in (seed_redemption(), redemption("r_g", kind="gift"), parent):
+    for data in (seed_redemption(), parent):
         event = parsed(RedemptionSucceeded, data)
-        assert observe_redemption(event, SEED_TIME) is None
+        assert movement_of("redemption.succeeded", event, data, "e") is None
 
 
 def test_a_card_without_a_reported_balance_is_named() -> None:
@@ -166,37 +183,34 @@ def test_a_card_without_a_reported_balance_is_named() -> None:
     del data["voucher"]["loyalty_card"]["balance"]
     event = parsed(RewardRedemptionCompleted, data)
     with pytest.raises(PayloadError, match=r"^voucher\.loyalty_card\.balance: field required"):
-        observe_reward_redemption(event, SEED_TIME)
+        movement_of("customer.reward_redemptions.completed", event, data, "e")
 
 
 def test_a_card_falls_back_to_the_customer_when_no_holder_is_named() -> None:
     data = seed_reward_redemption()
     data["holder"] = None
     del data["voucher"]["holder_id"]
-    observation = observe_reward_redemption(parsed(RewardRedemptionCompleted, data), SEED_TIME)
-    assert observation.customer_id == HOLDER
+    event = parsed(RewardRedemptionCompleted, data)
+    movement = movement_of("customer.reward_redemptions.completed", event, data, "e")
+    assert movement is not None
+    assert movement.customer_id == HOLDER
 
 
-observations = st.builds(
-    CardObservation,
-    card_id=st.sampled_from(["v_1", "v_2"]),
+movements = st.builds(
+    move,
+    after=st.integers(-10, 1000),
+    at=st.sampled_from([SEED_TIME + timedelta(seconds=n) for n in range(3)]),
+    key=st.sampled_from(["k1", "k2", "k3", "k4"]),
+    change=st.integers(-100, 100),
     customer_id=st.sampled_from(["cust_a", "cust_b"]),
-    balance=st.integers(-10, 1000),
-    at=st.datetimes(
-        min_value=datetime(2024, 1, 1),
-        max_value=datetime(2024, 1, 2),
-        timezones=st.just(UTC),
-    ),
-    source_id=st.sampled_from(["r_1", "r_2", "r_3", "rewr_1", "rewr_2"]),
-    points_taken=st.integers(0, 500),
-    points=st.none() | st.integers(0, 2000),
-    redeemed_points=st.none() | st.integers(0, 1000),
+    rank=st.integers(0, 3),
 )
 
 
 @settings(deadline=None)
-@given(st.lists(observations, max_size=12), st.data())
-def test_any_order_of_observations_gives_the_same_cards(
-    seen: list[CardObservation], data: st.DataObject
+@given(st.lists(movements, max_size=12), st.data())
+def test_any_order_of_movements_gives_the_same_cards(
+    seen: list[Movement], data: st.DataObject
 ) -> None:
-    assert fold_observations(data.draw(st.permutations(seen))) == fold_observations(seen)
+    reports = [(m, ()) for m in seen]
+    assert fold_cards(data.draw(st.permutations(reports))) == fold_cards(reports)

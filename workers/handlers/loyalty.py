@@ -21,7 +21,7 @@ def handle(job: Job) -> Outcome:
     first = kept is None
     if better(kept, movement):
         books.put_movement(movement, new=first)
-    note = None if first else f"{movement.key} already seen on {movement.card_id}"
+    note = None if first else f"{movement.key} already applied to {movement.card_id}"
     if movement.kind != "loyalty":
         return Outcome(note=note)
     latest = newest(books.newest_movements(movement.card_id))

@@ -108,7 +108,7 @@ def _body(conn: sa.Connection, event_id: str) -> dict[str, Any]:
 def _rewards_as_redemptions(conn: sa.Connection) -> None:
     rows = conn.execute(
         sa.text(
-            "SELECT key, event_id FROM ledger_transactions WHERE key LIKE 'reward_redemption:%'"
+            "SELECT key, event_id FROM ledger_transactions WHERE key LIKE 'reward_redemption%'"
         )
     ).all()
     for key, event_id in rows:
@@ -165,11 +165,11 @@ def _rollback_points_apart(conn: sa.Connection) -> None:
     rows = conn.execute(
         sa.text(
             "SELECT t.key, t.event_id, t.memo, t.booked_at FROM ledger_transactions AS t "
-            "WHERE t.key LIKE 'rollback:%' AND t.key NOT LIKE '%:points' AND EXISTS ("
+            "WHERE t.key LIKE 'rollback%' AND t.key NOT LIKE :suffix AND EXISTS ("
             "SELECT 1 FROM ledger_postings AS p WHERE p.transaction_key = t.key "
             "AND p.asset = :points)"
         ),
-        {"points": POINTS},
+        {"points": POINTS, "suffix": "%" + ":points"},
     ).all()
     for key, event_id, memo, booked_at in rows:
         postings = _postings(conn, key)
