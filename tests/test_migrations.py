@@ -21,7 +21,7 @@ from models.db.engine import make_engine
 from models.db.tables import metadata
 from tests.support.services import postgres_database
 from tests.unit import recorded
-from workers.handlers.base import Config
+from workers.handlers.base import Config as HandlerConfig
 from workers.rebuild import rebuild
 from workers.templates import environment
 
@@ -277,5 +277,5 @@ def test_0006_moves_what_was_booked_so_that_a_rebuild_writes_nothing(
     assert {"redemption:r_0ebe369389d0528f1f:points", "rollback:rr_card:points"} <= keys
     assert not any(account.startswith("loyalty:rewards:") for account in accounts)
     assert spent == 40
-    config = Config(currency="USD", templates=environment(), email=False, webhook=False)
+    config = HandlerConfig(currency="USD", templates=environment(), email=False, webhook=False)
     assert rebuild(empty_engine, config).written == 0

@@ -107,9 +107,7 @@ def _body(conn: sa.Connection, event_id: str) -> dict[str, Any]:
 
 def _rewards_as_redemptions(conn: sa.Connection) -> None:
     rows = conn.execute(
-        sa.text(
-            "SELECT key, event_id FROM ledger_transactions WHERE key LIKE 'reward_redemption%'"
-        )
+        sa.text("SELECT key, event_id FROM ledger_transactions WHERE key LIKE 'reward_redemption%'")
     ).all()
     for key, event_id in rows:
         postings = [
