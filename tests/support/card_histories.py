@@ -246,7 +246,8 @@ class Move:
             data["campaign"]["id"] = self.card.campaign
         if event_type == REWARDED:
             return self._rewarded(data)
-        # The people: the holder, named as every event of the card names them.
+        # The people: the holder, named alike by every event of the card (the published
+        # `voucher.gift.balance_added` names nobody, and renders its notice without a name).
         for role in ("holder", "customer"):
             data[role] = self.card.person()
         if event_type in (POINTS_ADDED, POINTS_ADDED_COPY, BALANCE_ADDED, BALANCE_ADDED_COPY):
