@@ -61,9 +61,11 @@ class Movement:
         return self.after - self.change
 
     @property
-    def preference(self) -> tuple[int, datetime, int, int, str]:
-        """Which report of one movement is kept: the lowest."""
-        return (self.rank, self.at, self.after, self.change, self.envelope_text)
+    def preference(self) -> tuple[int, datetime, int, int, str, str]:
+        """Which report of one movement is kept: the lowest. Reports equal in everything
+        but their event (a copy sent at the same instant) keep the smaller event id: which
+        one is kept then changes no figure, only that it is the same whatever the order."""
+        return (self.rank, self.at, self.after, self.change, self.envelope_text, self.event_id)
 
     @property
     def envelope_text(self) -> str:
@@ -111,16 +113,26 @@ def chain(movements: Iterable[Movement]) -> list[Movement]:
         by_time.setdefault(movement.at, []).append(movement)
     ordered: list[Movement] = []
     for at in sorted(by_time):
-        ordered.extend(_same_time(by_time[at]))
+        ordered.extend(_same_time(by_time[at], ordered[-1].after if ordered else 0))
     return ordered
 
 
 def newest(movements: Sequence[Movement]) -> Movement | None:
-    """The movement whose balance is the card's reported balance: the last of the chain."""
+    """The movement whose balance is the card's reported balance: the last of the chain.
+
+    Only the card's two latest times matter (`latest_times`): the movements of the latest
+    time in chain order, after the last movement of the time before."""
     if not movements:
         return None
-    latest = max(movement.at for movement in movements)
-    return _same_time([m for m in movements if m.at == latest])[-1]
+    times = sorted({movement.at for movement in movements})[-LATEST_TIMES:]
+    if len(times) == 1:
+        return _same_time(list(movements), None)[-1]
+    before = _same_time([m for m in movements if m.at == times[0]], None)[-1]
+    return _same_time([m for m in movements if m.at == times[1]], before.after)[-1]
+
+
+LATEST_TIMES = 2
+"""How many of a card's latest times `newest` reads."""
 
 
 def gaps(movements: Iterable[Movement]) -> list[Gap]:
@@ -137,15 +149,18 @@ def gaps(movements: Iterable[Movement]) -> list[Gap]:
     return found
 
 
-def _same_time(group: list[Movement]) -> list[Movement]:
-    """Movements of one time, in chain order: first those that follow no other of the group,
-    each followed by the one it links to; then the envelope's time, then the figures."""
+def _same_time(group: list[Movement], start: int | None) -> list[Movement]:
+    """Movements of one time, in chain order: first the one that continues from `start` (the
+    balance before this time; None when not known), else one that follows no other of the
+    group, each followed by the one it links to; then the envelope's time, then the figures."""
     remaining = sorted(group, key=_tiebreak)
     ordered: list[Movement] = []
+    current_after = start
     while remaining:
         afters = {m.after for m in remaining}
+        continuing = [m for m in remaining if m.before == current_after]
         heads = [m for m in remaining if m.before not in afters or m.before == m.after]
-        current = (heads or remaining)[0]
+        current = (continuing or heads or remaining)[0]
         while True:
             ordered.append(current)
             remaining.remove(current)
@@ -153,6 +168,7 @@ def _same_time(group: list[Movement]) -> list[Movement]:
             if not following:
                 break
             current = following[0]
+        current_after = current.after
     return ordered
 
 

@@ -10,7 +10,8 @@ A card's points or credit notify by what happened to the card (`NOTICES`): point
 added, points on their way (pending) or no longer, points expired, gift credit added. The
 message is about the movement, not the event: every event telling one movement renders the
 same message under the same `source_id` (the accrual and its `customer.rewarded.loyalty_points`
-under `earned:{card}:{customer event}`), so it is planned once whichever comes first. Points
+under `earned:{card}:{customer event}`), so it is planned once whichever comes first; the
+operations webhook names the card, not its holder, whom not every such event names. Points
 spent, refunded, removed or transferred notify nothing of their own: a redemption and a reward
 notify already.
 """

@@ -26,9 +26,15 @@ from models.db.tables import events, handler_runs, notifications
 from models.identity import identify
 from models.journal import Transaction
 from models.journal import balances as fold_balances
-from models.ledger import post_redemption, post_reward_redemption, post_rollback
+from models.ledger import (
+    post_card_transaction,
+    post_redemption,
+    post_reward_redemption,
+    post_rollback,
+)
 from models.loyalty import fold_cards, movement_of, snapshot_flags
 from models.voucherify import (
+    CardTransactionEvent,
     RedemptionRollbackSucceeded,
     RedemptionSucceeded,
     RewardRedemptionCompleted,
@@ -171,6 +177,10 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 # A log of every kind of event, and the state the pure rules give for it ----------------------
 
 
+CARD_TRANSACTION = "voucher.loyalty_card.transaction.created"
+GIFT_TRANSACTION = "voucher.gift.transaction.created"
+
+
 def at(rng: random.Random) -> str:
     moment = datetime(2024, 5, 13, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 30 * 86400))
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -186,9 +196,11 @@ def a_stack(tag: str) -> list[Json]:
 
 
 def event_log(blocks: int, seed: int = 7, tag: str = "") -> list[tuple[str, Json]]:
-    """`20 * blocks` events: discount, gift and loyalty card redemptions, reward redemptions on
-    five cards, rollbacks (one of an earlier redemption, order cancelled or not, and on odd
-    blocks one that arrives before its original) and, on even blocks, a stack."""
+    """`24 * blocks` events: discount, gift and loyalty card redemptions, reward redemptions on
+    five cards, card transactions (an accrual, an expiry, gift credit added, and the points a
+    card paid told again as their transaction), rollbacks (one of an earlier redemption, order
+    cancelled or not, and on odd blocks one that arrives before its original) and, on even
+    blocks, a stack."""
     rng = random.Random(seed)
     log: list[tuple[str, Json]] = []
 
@@ -245,6 +257,53 @@ def event_log(blocks: int, seed: int = 7, tag: str = "") -> list[tuple[str, Json
                     ),
                 )
             )
+        # Card transactions: an accrual, an expiry and a gift card's credit added; the points
+        # a card paid above told again as their POINTS_REDEMPTION (one movement, once).
+        card = f"v_card_{block % 5}"
+        log += [
+            (
+                CARD_TRANSACTION,
+                recorded.card_transaction(
+                    f"vtx_{tag}b{block}_{kind}",
+                    card,
+                    kind,
+                    change,
+                    rng.randrange(0, 5000),
+                    created_at=at(rng),
+                ),
+            )
+            for kind, change in (("POINTS_ACCRUAL", 120), ("POINTS_EXPIRATION", -15))
+        ]
+        log.append(
+            (
+                GIFT_TRANSACTION,
+                recorded.card_transaction(
+                    f"vtx_{tag}b{block}_gift",
+                    f"v_gift_{block % 7}",
+                    "CREDITS_ADDITION",
+                    2500,
+                    rng.randrange(2500, 9000),
+                    created_at=at(rng),
+                ),
+            )
+        )
+        paid = next(
+            d for t, d in log if (d.get("redemption") or {}).get("id") == f"r_{tag}b{block}_card0"
+        )
+        log.append(
+            (
+                CARD_TRANSACTION,
+                recorded.card_transaction(
+                    f"vtx_{tag}b{block}_paid",
+                    paid["voucher"]["id"],
+                    "POINTS_REDEMPTION",
+                    -paid["redemption"]["amount"],
+                    paid["voucher"]["loyalty_card"]["balance"],
+                    created_at=paid["created_at"],
+                    redemption=paid["redemption"]["id"],
+                ),
+            )
+        )
         status = "CANCELED" if block % 2 else "PAID"
         log.append(
             (ROLLBACK, recorded.rollback(originals[0], f"rr_{tag}b{block}_0", order_status=status))
@@ -275,6 +334,8 @@ def expected_balances(log: list[tuple[str, Json]]) -> dict[tuple[str, str], int]
             redemptions[data["redemption"]["id"]] = posted
         elif event_type == REWARD_REDEMPTION:
             posted = post_reward_redemption(parsed(RewardRedemptionCompleted, data))
+        elif event_type in (CARD_TRANSACTION, GIFT_TRANSACTION):
+            posted = post_card_transaction(parsed(CardTransactionEvent, data), "USD")
         else:
             rollbacks.append(parsed(RedemptionRollbackSucceeded, data))
             continue
@@ -289,7 +350,7 @@ def expected_balances(log: list[tuple[str, Json]]) -> dict[tuple[str, str], int]
 def expected_cards(log: list[tuple[str, Json]]) -> dict[str, tuple[int | None, int, int]]:
     reports = []
     for n, (event_type, data) in enumerate(log):
-        if event_type in (REWARD_REDEMPTION, REDEMPTION):
+        if event_type in (REWARD_REDEMPTION, REDEMPTION, CARD_TRANSACTION, GIFT_TRANSACTION):
             payload = parse_payload(event_type, data)
             seen = movement_of(event_type, payload, data, f"e{n}")
             if seen is not None:
@@ -491,11 +552,11 @@ def test_events_failed_by_a_broken_template_complete_when_replayed_after_the_fix
 # Rebuild ---------------------------------------------------------------------------------------
 
 
-def test_rebuilding_10000_events_gives_the_live_state_and_the_pure_rules_balances(
+def test_rebuilding_12000_events_gives_the_live_state_and_the_pure_rules_balances(
     postgres_url: str, redis_url: str, db: Engine
 ) -> None:
     log = event_log(500)
-    assert len(log) == 10_000
+    assert len(log) == 12_000
     ids = store_all(db, log)
     process_live(db, ids)
     assert set(statuses(db).values()) == {"processed"}
@@ -505,7 +566,7 @@ def test_rebuilding_10000_events_gives_the_live_state_and_the_pure_rules_balance
 
     rebuilt = cli_json(base_env(postgres_url, redis_url), "rebuild", "--json")
 
-    assert rebuilt["events"] == 10_000
+    assert rebuilt["events"] == 12_000
     assert rebuilt["unchanged"] is True
     assert rebuilt["digest_before"] == rebuilt["digest"] == live
     assert live_digest(db) == live

@@ -38,7 +38,7 @@ def test_accepted_events_are_processed_by_a_real_worker(
     receiver, worker = Receiver(env, "--no-worker"), Worker(env)
     try:
         handled = [deliver(receiver.webhook_url) for _ in range(5)]
-        ignored = deliver(receiver.webhook_url, "voucher.gift.balance_added")
+        ignored = deliver(receiver.webhook_url, "voucher.published")
         wait_for(lambda: all_done(pg_log, handled), 60, what="the worker to process events")
     finally:
         receiver.stop()

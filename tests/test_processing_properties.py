@@ -33,7 +33,7 @@ def reward_redemption(rewr_id: str, at: str, *, balance: int, redeemed: int, cos
     """The seed reward redemption as another one from the same card, with consistent figures
     (the card has 270 points: balance = 270 - redeemed)."""
     data = recorded.seed_reward_redemption()
-    data["reward_redemption"].update(id=rewr_id, created_at=at)
+    data["reward_redemption"].update(id=rewr_id, created_at=at, source_id=f"r_{rewr_id}")
     data["voucher"]["loyalty_card"]["balance"] = balance
     data["voucher"]["redemption"]["redeemed_points"] = redeemed
     data["reward_assignment"]["parameters"]["loyalty"]["points"] = cost

@@ -154,7 +154,7 @@ def test_oversized_body_is_413_and_not_stored(receiver: Receiver, event_log: Eve
 def test_unknown_event_type_is_accepted_and_stored_as_ignored(
     receiver: Receiver, event_log: EventLog
 ) -> None:
-    payload = envelope("voucher.loyalty_card.points_added", {"voucher": {"id": "v_1"}})
+    payload = envelope("voucher.published", {"voucher": {"id": "v_1"}})
 
     response = signed(receiver.webhook_url, dumps(payload))
 

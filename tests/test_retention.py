@@ -148,7 +148,7 @@ def log(db: Engine) -> Iterator[Log]:
     with db.begin() as conn:
         conn.execute(update(events).where(events.c.id == recent).values(received_at=RECENT))
     rewarded = FIXTURES / "customer.rewarded.loyalty_points.json"
-    ignored = put(db, "customer.rewarded.loyalty_points", rewarded.read_bytes())
+    ignored = put(db, "customer.rewarded", rewarded.read_bytes())  # a type without handlers
     process(db, [*ids, failed, recent, ignored])
     pending = put(db, REDEMPTION, dumps(PAT.redemption("r_ret_pending")))
     quarantined = put(db, None, QUINN.encode())

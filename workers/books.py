@@ -8,6 +8,7 @@ Both implement `workers.handlers.books.Books`, the interface the handlers are wr
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from models.cards import Movement
+from models.cards import LATEST_TIMES, Movement
 from models.db import card_store, ledger_store, redemption_store
 from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
 from models.db.ledger_store import digest
@@ -139,6 +140,10 @@ class MemoryBooks(Books):
     # Indexes, so that a whole log folds in linear time.
     _applied_by_children: dict[str, list[int]] = field(default_factory=dict)
     _keys_of: dict[str, list[str]] = field(default_factory=dict)
+    _times: dict[str, dict[datetime, set[str]]] = field(default_factory=dict)
+    """Card id -> time -> the keys of its movements at that time."""
+    _ordered: dict[str, list[datetime]] = field(default_factory=dict)
+    """Card id -> its times, in order."""
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
         key, own = transaction.key, digest(transaction)
@@ -205,14 +210,26 @@ class MemoryBooks(Books):
         return self.movements.get(card_id, {}).get(key)
 
     def put_movement(self, kept: Movement, *, new: bool) -> None:
-        self.movements.setdefault(kept.card_id, {})[kept.key] = kept
+        movements = self.movements.setdefault(kept.card_id, {})
+        times = self._times.setdefault(kept.card_id, {})
+        ordered = self._ordered.setdefault(kept.card_id, [])
+        replaced = movements.get(kept.key)
+        if replaced is not None:
+            times[replaced.at].discard(kept.key)
+            if not times[replaced.at]:
+                del times[replaced.at]
+                ordered.remove(replaced.at)
+        movements[kept.key] = kept
+        if kept.at not in times:
+            # A log folds mostly in time order: a new time is nearly always the last.
+            bisect.insort(ordered, kept.at)
+        times.setdefault(kept.at, set()).add(kept.key)
 
     def newest_movements(self, card_id: str) -> list[Movement]:
-        kept = self.movements.get(card_id, {}).values()
-        if not kept:
-            return []
-        latest = max(m.at for m in kept)
-        return [m for m in kept if m.at == latest]
+        times = self._times.get(card_id, {})
+        movements = self.movements.get(card_id, {})
+        latest = self._ordered.get(card_id, [])[-LATEST_TIMES:]
+        return [movements[key] for at in latest for key in times[at]]
 
     def load_card(self, card_id: str) -> CardState | None:
         return self.cards.get(card_id)

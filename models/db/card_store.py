@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, text, update
 
-from models.cards import Movement
+from models.cards import LATEST_TIMES, Movement
 from models.db.insert import insert
 from models.db.tables import card_movements, ledger_postings, loyalty_cards
 from models.loyalty import CardState
@@ -53,15 +53,19 @@ def put_movement(conn: Connection, kept: Movement, *, new: bool) -> None:
 
 
 def newest_movements(conn: Connection, card_id: str) -> list[Movement]:
-    """The card's movements at its latest time (`models.cards.newest` picks among them)."""
-    latest = (
-        select(func.max(card_movements.c.at))
+    """The card's movements at its latest times (`models.cards.newest` picks among them)."""
+    times = (
+        select(card_movements.c.at)
         .where(card_movements.c.card_id == card_id)
-        .scalar_subquery()
+        .distinct()
+        .order_by(card_movements.c.at.desc())
+        .limit(LATEST_TIMES)
+        .subquery()
     )
     rows = conn.execute(
         select(card_movements).where(
-            card_movements.c.card_id == card_id, card_movements.c.at == latest
+            card_movements.c.card_id == card_id,
+            card_movements.c.at >= select(func.min(times.c.at)).scalar_subquery(),
         )
     )
     return [movement_of(row) for row in rows]

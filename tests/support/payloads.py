@@ -74,7 +74,9 @@ def reward_redemption(
     voucher = data["voucher"]
     redeemed = voucher["redemption"]["redeemed_points"]
     voucher.update(id=card_id, loyalty_card={"points": balance + redeemed, "balance": balance})
-    data["reward_redemption"].update(id=rewr_id, voucher_id=card_id, created_at=at, updated_at=at)
+    data["reward_redemption"].update(
+        id=rewr_id, voucher_id=card_id, created_at=at, updated_at=at, source_id=f"r_{rewr_id}"
+    )
     data["reward_assignment"]["parameters"]["loyalty"]["points"] = points
     return data
 
@@ -85,7 +87,7 @@ P = TypeVar("P", bound=Payload)
 def parsed(model: type[P], body: Mapping[str, Any]) -> P:
     """A payload of `model` (one of `EVENT_MODELS`), as the workers parse it: by its event
     type, from an envelope or a raw payload."""
-    (event_type,) = [name for name, known in EVENT_MODELS.items() if known is model]
+    event_type = next(name for name, known in EVENT_MODELS.items() if known is model)
     payload = parse_payload(event_type, body)
     assert isinstance(payload, model)
     return payload

@@ -218,3 +218,47 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(item) for item in value]
     return None if value in ("<string>", "<any>") else value
+
+
+def card_transaction(
+    vtx: str,
+    card: str,
+    kind: str,
+    change: int,
+    after: int,
+    *,
+    created_at: str = "2024-07-24T10:51:30.608Z",
+    redemption: str | None = None,
+    rollback: str | None = None,
+    order_id: str | None = None,
+    peer: str | None = None,
+) -> Json:
+    """The recorded `voucher.loyalty_card.transaction.created` (or, for a `CREDITS_…` type,
+    `voucher.gift.transaction.created`) turned into another transaction of `card`."""
+    gift = kind.startswith("CREDITS_")
+    name = "voucher.gift" if gift else "voucher.loyalty_card"
+    data = recorded(f"{name}.transaction.created.json")
+    transaction = data["transaction"]
+    details: Json = {
+        "balance": {
+            "type": "gift_voucher" if gift else "loyalty_card",
+            "object": "balance",
+            "amount" if gift else "points": change,
+            "balance": after,
+            "related_object": {"id": card, "type": "voucher"},
+        }
+    }
+    if redemption:
+        details["redemption"] = {"id": redemption}
+    if rollback:
+        details["rollback"] = {"id": rollback}
+    if order_id:
+        details["order"] = {"id": order_id, "source_id": None}
+    if peer and kind == "POINTS_TRANSFER_OUT":
+        details["destination_voucher"] = {"id": peer}
+    if peer and kind == "POINTS_TRANSFER_IN":
+        details["source_voucher"] = {"id": peer}
+    transaction.update(id=vtx, voucher_id=card, type=kind, details=details, created_at=created_at)
+    data["voucher"]["id"] = card
+    data["balance"] = details["balance"]
+    return data
