@@ -125,8 +125,8 @@ def newest(movements: Sequence[Movement]) -> Movement | None:
     if not movements:
         return None
     times = sorted({movement.at for movement in movements})[-LATEST_TIMES:]
-    if len(times) == 1:
-        return _same_time(list(movements), None)[-1]
+    if len(times) == 1:  # the card's only time: its chain starts from 0
+        return _same_time(list(movements), 0)[-1]
     before = _same_time([m for m in movements if m.at == times[0]], None)[-1]
     return _same_time([m for m in movements if m.at == times[1]], before.after)[-1]
 
@@ -150,16 +150,18 @@ def gaps(movements: Iterable[Movement]) -> list[Gap]:
 
 
 def _same_time(group: list[Movement], start: int | None) -> list[Movement]:
-    """Movements of one time, in chain order: first the one that continues from `start` (the
-    balance before this time; None when not known), else one that follows no other of the
-    group, each followed by the one it links to; then the envelope's time, then the figures."""
+    """Movements of one time, in chain order: first one that follows no other of the group,
+    preferring the one that continues from `start` (the balance before this time; None when
+    not known); where every one follows another (a loop: +5 then -5), the one continuing from
+    `start`. Each is followed by the one it links to; then the envelope's time, then the
+    figures decide."""
     remaining = sorted(group, key=_tiebreak)
     ordered: list[Movement] = []
     current_after = start
     while remaining:
         afters = {m.after for m in remaining}
-        continuing = [m for m in remaining if m.before == current_after]
         heads = [m for m in remaining if m.before not in afters or m.before == m.after]
+        continuing = [m for m in heads or remaining if m.before == current_after]
         current = (continuing or heads or remaining)[0]
         while True:
             ordered.append(current)

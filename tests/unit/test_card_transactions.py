@@ -507,7 +507,7 @@ def test_an_accrual_and_its_points_rewarded_tell_one_message() -> None:
         ("email", "john@example.com", f"earned:{card['id']}:evcus_0f1ad36a884d1c7c69"),
         ("webhook", "NOTIFY_WEBHOOK_URL", f"earned:{card['id']}:evcus_0f1ad36a884d1c7c69"),
     ]
-    assert told[1].body == "Card 8KBUE0M6: John Demo earned 10 points; balance now 210."
+    assert told[1].body == "Card 8KBUE0M6: 10 points earned; balance now 210."
 
 
 def test_an_addition_told_by_points_added_and_by_its_transaction_is_one_message() -> None:
@@ -521,4 +521,4 @@ def test_an_addition_told_by_points_added_and_by_its_transaction_is_one_message(
 
     assert rendered(TRANSACTION, created) == told
     assert [m.source_id for m in told] == ["transaction:vtx_0e30615d5ed9b7011b"]
-    assert told[0].body == "Card L0y4L: Jack Webhook earned 50 points; balance now 1020."
+    assert told[0].body == "Card L0y4L: 50 points earned; balance now 1020."

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.cards import RANK_REWARD, Movement, newest
+from models.cards import RANK_REWARD, Movement, chain, gaps, newest
 from models.loyalty import CardState, card_state, fold_cards, movement_of, snapshot_flags
 from models.voucherify import PayloadError, RedemptionSucceeded, RewardRedemptionCompleted
 from tests.support.payloads import parsed
@@ -214,3 +214,19 @@ def test_any_order_of_movements_gives_the_same_cards(
 ) -> None:
     reports = [(m, ()) for m in seen]
     assert fold_cards(data.draw(st.permutations(reports))) == fold_cards(reports)
+
+
+def test_a_loop_at_one_instant_continues_from_the_balance_before_it() -> None:
+    # +5 then -5 at one instant, the -5's envelope the earlier: each follows the other, so the
+    # balance before the instant (0) says which came first.
+    earn = move(5, SEED_TIME, "k_earn", 5, envelope_at=SEED_TIME + timedelta(seconds=2))
+    spend = move(0, SEED_TIME, "k_spend", -5, envelope_at=SEED_TIME + timedelta(seconds=1))
+    assert [m.key for m in chain([spend, earn])] == ["k_earn", "k_spend"]
+    assert gaps([spend, earn]) == []
+    assert fold(spend, earn).balance == 0
+    # After a first movement to 10, +5 (10 -> 15) and -5 (15 -> 10) at one instant end at 10.
+    first = move(10, SEED_TIME - timedelta(hours=1), "k_first", 10)
+    up = move(15, SEED_TIME, "k_up", 5, envelope_at=SEED_TIME + timedelta(seconds=2))
+    down = move(10, SEED_TIME, "k_down", -5, envelope_at=SEED_TIME + timedelta(seconds=1))
+    assert fold(first, down, up).balance == 10
+    assert gaps([first, down, up]) == []
