@@ -417,7 +417,7 @@ def worker_env(queue: str, database_url: str, notify_url: str | None) -> dict[st
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
-        "VOUCHERIFY_WEBHOOK_SECRET": "bench-secret",
+        "VOUCHERIFY_WEBHOOK_SECRET": "bench-secret-5d2f9a7c31e04b68",
         "VOUCHERHOOK_QUEUE": queue,
         "VOUCHERHOOK_LOG_LEVEL": "WARNING",
         "VOUCHERHOOK_CURRENCY": CURRENCY,
