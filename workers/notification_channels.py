@@ -157,6 +157,10 @@ class WebhookSender:
     """Posts to the URL it is given (NOTIFY_WEBHOOK_URL, read from the settings), whatever the
     URL was when the delivery was planned: a rotated URL serves pending deliveries too."""
 
+    parallel = 8
+    """Posts of a batch in flight at once (the client is thread-safe and keeps a connection
+    alive for each): a round trip's wait is spent on the next ones."""
+
     def __init__(self, url: str, client: httpx.Client | None = None) -> None:
         self._url = url
         self._client = client or httpx.Client(timeout=10.0)

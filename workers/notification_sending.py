@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
@@ -38,8 +40,9 @@ log = structlog.get_logger(__name__)
 
 Result = Literal["sent", "skipped", "retry", "failed"]
 
-CHUNK = 100
-"""Deliveries claimed, sent and recorded together."""
+CHUNK = 16
+"""Deliveries claimed, sent and recorded together: one commit for them all, and as many left
+`sending`, their outcome unknown, when the worker is killed in the middle."""
 HORIZON = 0.25
 """Seconds a worker's task may wait for its channel's next slot."""
 TASK_SECONDS = 5.0
@@ -160,31 +163,34 @@ def _drain(
     horizon = HORIZON if deadline is not None else math.inf
     recorded = len(done)
     wake_at: datetime | None = None
-    while True:
-        with engine.begin() as conn:
-            _record(conn, done[recorded:])
-            recorded = len(done)
-            now = _now()
-            limited = math.isfinite(rate)
-            budget = notification_budget.lock(conn, channel) if limited else None
-            grant = pacing.grant(budget, now, rate, CHUNK, horizon)
-            rows: list[Any] = []
-            if grant.count:
-                rows = notification_store.claim_due(
-                    conn, channel, grant.count, due_by=None if ids is not None else now, ids=ids
+    with _in_parallel(getattr(sender, "parallel", 1)) as pool:
+        while True:
+            with engine.begin() as conn:
+                _record(conn, done[recorded:])
+                recorded = len(done)
+                now = _now()
+                limited = math.isfinite(rate)
+                budget = notification_budget.lock(conn, channel) if limited else None
+                grant = pacing.grant(budget, now, rate, CHUNK, horizon)
+                rows: list[Any] = []
+                if grant.count:
+                    rows = notification_store.claim_due(
+                        conn, channel, grant.count, due_by=None if ids is not None else now, ids=ids
+                    )
+                if rows and limited:
+                    notification_budget.spend(conn, channel, grant.next_at(len(rows)))
+                more = bool(rows) and len(rows) == grant.count
+                last = not more or (deadline is not None and time.monotonic() >= deadline)
+                if last and not rows and deadline is not None:
+                    wake_at = _schedule(conn, channel, grant, 0, now, more)
+            slots = [grant.slot(index) if limited else None for index in range(len(rows))]
+            done.extend(
+                pool.map(
+                    lambda job: _send(sender, job[0], job[1], policy), zip(rows, slots, strict=True)
                 )
-            if rows and limited:
-                notification_budget.spend(conn, channel, grant.next_at(len(rows)))
-            more = bool(rows) and len(rows) == grant.count
-            last = not more or (deadline is not None and time.monotonic() >= deadline)
-            if last and not rows and deadline is not None:
-                wake_at = _schedule(conn, channel, grant, 0, now, more)
-        for index, row in enumerate(rows):
-            if limited:
-                _wait_until(grant.slot(index))
-            done.append(_send(sender, row, policy))
-        if last:
-            break
+            )
+            if last:
+                break
     if rows:
         with engine.begin() as conn:
             _record(conn, done[recorded:])
@@ -235,7 +241,26 @@ def _wait_until(slot: datetime) -> None:
         time.sleep(ahead)
 
 
-def _send(sender: Sender, row: Any, policy: RetryPolicy) -> Delivered:
+@contextmanager
+def _in_parallel(count: int) -> Iterator[Any]:
+    """Where a batch's sends run: `count` at once for a channel whose sender allows it (one
+    request per connection, several connections), else one after the other."""
+    if count <= 1:
+        yield _Serial()
+        return
+    with ThreadPoolExecutor(count, thread_name_prefix="notify") as pool:
+        yield pool
+
+
+class _Serial:
+    def map(self, fn: Any, jobs: Any) -> Iterator[Any]:
+        return map(fn, jobs)
+
+
+def _send(sender: Sender, row: Any, slot: datetime | None, policy: RetryPolicy) -> Delivered:
+    """Send one delivery, at its slot or later, never before."""
+    if slot is not None:
+        _wait_until(slot)
     final = row.attempts >= policy.max_attempts
     try:
         sender.send(row.recipient, row.subject, row.body, f"{row.source_id}:{row.channel}")
