@@ -15,15 +15,18 @@ heartbeat):
    message per 100 ids, `publisher(app, queue)`), then processed by
    `voucherhook worker --concurrency=C`. Notifications are on: NOTIFY_WEBHOOK_URL points to
    an HTTP sink in this process, so every event also plans one webhook notification, which the
-   same worker then sends in a `send_notification` task of its own (`--no-notify` turns them
-   off).
+   same worker then sends in `send_notifications` tasks of its own (`--no-notify` turns them
+   off); with `--email`, SMTP_URL points to an SMTP server in this process too, and each
+   redemption also emails its customer. The channels' rate limits are raised for the sinks
+   (`--webhook-rate`, `--email-rate`, messages per second; the defaults of 1 and 10 would
+   measure the limits), and the report says so.
 
 Timing, the same for both: everything is published before the worker starts; the clock starts
 when the first message leaves the queue (Redis LLEN polled every 5 ms) and stops when the work
 is done, polled every 100 ms: for the baseline, the queue is empty and none of its messages is
 unacknowledged (seen twice in a row); for voucherhook, no event is `pending` any more (index
 on status). Worker start-up is thus excluded from both. A second voucherhook row goes on until
-the sink has received every notification.
+the sinks have received every notification: its items are the notifications.
 
 Checks: events processed == N, ledger transactions booked == the count the pure posting rules
 (`models.ledger`) give for the same payloads, notifications sent == expected.
@@ -35,7 +38,7 @@ time of the main and pool processes over the timed interval (100 = one core).
 Everything created (processes, database, Redis keys) is removed at the end, also on error or
 Ctrl-C. Only loopback addresses are used; each wait is bounded (`--timeout`).
 
-Run:  uv run python -m bench.worker [--events 20000] [--concurrency 2]
+Run:  uv run python -m bench.worker [--events 20000] [--concurrency 2] [--email]
 """
 
 from __future__ import annotations
@@ -78,9 +81,11 @@ from models.db.eventlog import NewEvent
 from models.identity import identify
 from models.ledger import post_redemption, post_reward_redemption
 from models.notifications import context as notification_context
+from models.notifications import email_address
 from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, parse_payload
 from receiver.outbox import BATCH
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
+from tests.support.sinks import SmtpSink
 from tests.unit.recorded import REDEMPTION, redemption
 from workers.celery_app import make_celery, publisher
 from workers.settings import Settings
@@ -111,14 +116,15 @@ class Workload:
     transactions: int
     notifications: int
     rewards: int
+    emails: int = 0
 
 
-def build_workload(count: int, tag: str, *, notify: bool) -> Workload:
+def build_workload(count: int, tag: str, *, notify: bool, email: bool) -> Workload:
     """`count` distinct events, with the figures the pure rules give for them."""
     now = datetime.now(UTC)
     events: list[NewEvent] = []
     keys: set[str] = set()
-    notifications = rewards = 0
+    notifications = rewards = emails = 0
     for i in range(count):
         if i % REWARD_EVERY == REWARD_EVERY - 1:
             rewards += 1
@@ -149,6 +155,7 @@ def build_workload(count: int, tag: str, *, notify: bool) -> Workload:
             keys.update(t.key for t in post_reward_redemption(payload))
         if notify and notification_context(event_type, payload, CURRENCY) is not None:
             notifications += 1
+            emails += email and email_address(payload) is not None
         events.append(
             NewEvent(
                 id=verdict.event_id,
@@ -164,7 +171,7 @@ def build_workload(count: int, tag: str, *, notify: bool) -> Workload:
                 dispatched_at=now,
             )
         )
-    return Workload(events, len(keys), notifications, rewards)
+    return Workload(events, len(keys), notifications + emails, rewards, emails)
 
 
 def store(engine: Engine, events: list[NewEvent]) -> None:
@@ -412,12 +419,18 @@ def worker_flags(queue: str, concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
-def worker_env(queue: str, database_url: str, notify_url: str | None) -> dict[str, str]:
+def worker_env(
+    queue: str,
+    database_url: str,
+    notify_url: str | None,
+    smtp_url: str | None = None,
+    rates: tuple[float, float] = (1.0, 10.0),
+) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": REDIS_URL,
-        "VOUCHERIFY_WEBHOOK_SECRET": "bench-secret",
+        "VOUCHERIFY_WEBHOOK_SECRET": "bench-secret-5d2f9a7c31e04b68",
         "VOUCHERHOOK_QUEUE": queue,
         "VOUCHERHOOK_LOG_LEVEL": "WARNING",
         "VOUCHERHOOK_CURRENCY": CURRENCY,
@@ -426,6 +439,10 @@ def worker_env(queue: str, database_url: str, notify_url: str | None) -> dict[st
     env.pop("SMTP_URL", None)
     if notify_url:
         env["NOTIFY_WEBHOOK_URL"] = notify_url
+    if smtp_url:
+        env["SMTP_URL"] = smtp_url
+    env["VOUCHERHOOK_NOTIFY_WEBHOOK_RATE"] = f"{rates[0]:g}"
+    env["VOUCHERHOOK_NOTIFY_EMAIL_RATE"] = f"{rates[1]:g}"
     return env
 
 
@@ -500,17 +517,23 @@ def measure_noop(ctx: Context, when: str) -> Row:
     return row
 
 
-def measure_voucherhook(ctx: Context, sink: HttpSink | None) -> list[Row]:
+def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | None) -> list[Row]:
     args = ctx.args
     queue = ctx.queue("worker")
     started = time.monotonic()
-    workload = build_workload(args.events, ctx.tag, notify=sink is not None)
+    workload = build_workload(args.events, ctx.tag, notify=sink is not None, email=smtp is not None)
     progress(
         f"voucherhook: built {len(workload.events)} events ({workload.rewards} reward "
         f"redemptions on {CARDS} cards) in {time.monotonic() - started:.1f}s"
     )
     with postgres_database(f"vh_bench_worker_{ctx.tag}") as database_url:
-        env = worker_env(queue, database_url, sink.url if sink else None)
+        env = worker_env(
+            queue,
+            database_url,
+            sink.url if sink else None,
+            smtp.url if smtp else None,
+            (args.webhook_rate, args.email_rate),
+        )
         migrate(env)
         engine = make_engine(database_url, pool_size=1)
         app = make_celery(settings_for(env), fail_fast=True)
@@ -551,12 +574,12 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None) -> list[Row]:
                 if sink is not None:
                     expected = workload.notifications
                     t2 = wait_until(
-                        lambda: sink.received >= expected, worker, args.timeout, DONE_POLL,
-                        f"{expected} notifications received",
+                        lambda: received(sink, smtp) >= expected, worker, args.timeout,
+                        DONE_POLL, f"{expected} notifications received",
                     )  # fmt: skip
                     cpu2 = worker.cpu_seconds()
                     rows.append(
-                        Row("voucherhook: + notifications sent", len(ids), t2 - t0,
+                        Row("voucherhook: + notifications sent", expected, t2 - t0,
                             worker.stats(), 100 * (cpu2 - cpu0) / (t2 - t0))
                     )  # fmt: skip
                     # Let the last `mark_sent` commits land before counting.
@@ -567,17 +590,27 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None) -> list[Row]:
                     ):  # fmt: skip
                         time.sleep(0.1)
                 ctx.notes.append(f"voucherhook worker log: {_log_summary(worker)}")
-            verify(ctx, engine, workload, sink)
+            verify(ctx, engine, workload, sink, smtp)
         finally:
             client.close()
             app.close()
             engine.dispose()
     for row in rows:
-        progress(f"{row.target}: {row.rate:.0f} events/s over {row.seconds:.2f}s")
+        progress(f"{row.target}: {row.rate:.0f} items/s over {row.seconds:.2f}s")
     return rows
 
 
-def verify(ctx: Context, engine: Engine, workload: Workload, sink: HttpSink | None) -> None:
+def received(sink: HttpSink, smtp: SmtpSink | None) -> int:
+    return sink.received + (len(smtp.messages) if smtp is not None else 0)
+
+
+def verify(
+    ctx: Context,
+    engine: Engine,
+    workload: Workload,
+    sink: HttpSink | None,
+    smtp: SmtpSink | None,
+) -> None:
     processed, failed, pending, booked, conflicts, sent, planned, cards = db_counts(
         engine, FINAL_COUNTS
     )
@@ -593,10 +626,12 @@ def verify(ctx: Context, engine: Engine, workload: Workload, sink: HttpSink | No
     )
     ctx.check(f"loyalty cards == {CARDS}: {cards}", cards == CARDS)
     if sink is not None:
+        got = received(sink, smtp)
         ctx.check(
-            f"notifications planned == sent == received by the sink == expected: "
-            f"{planned} == {sent} == {sink.received} == {workload.notifications}",
-            planned == sent == sink.received == workload.notifications,
+            f"notifications planned == sent == received by the sinks == expected: "
+            f"{planned} == {sent} == {got} == {workload.notifications} "
+            f"({workload.emails} of them emails)",
+            planned == sent == got == workload.notifications,
         )
 
 
@@ -624,6 +659,12 @@ def report(ctx: Context) -> None:
         f"nproc {os.cpu_count()}, {args.events} items, concurrency {args.concurrency} "
         f"(prefork), notifications {'on' if args.notify else 'off'}"
     )
+    if args.notify:
+        print(
+            f"rate limits raised for the sinks: VOUCHERHOOK_NOTIFY_WEBHOOK_RATE="
+            f"{args.webhook_rate:g}, VOUCHERHOOK_NOTIFY_EMAIL_RATE={args.email_rate:g} "
+            f"(defaults 1 and 10 per second); email {'on' if args.email else 'off'}"
+        )
     header = f"{COLUMNS[0][0]:<{COLUMNS[0][1]}}  " + "  ".join(f"{n:>{w}}" for n, w in COLUMNS[1:])
     print(header)
     print("-" * len(header))
@@ -670,9 +711,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-notify", dest="notify", action="store_false", help="no NOTIFY_WEBHOOK_URL"
     )
+    parser.add_argument("--email", action="store_true", help="SMTP_URL too: email customers")
+    parser.add_argument(
+        "--webhook-rate", type=float, default=100_000.0, help="webhook messages/s (100000)"
+    )
+    parser.add_argument("--email-rate", type=float, default=100_000.0, help="emails/s (100000)")
     args = parser.parse_args()
     if args.events < 1 or args.concurrency < 1 or args.timeout <= 0:
         parser.error("events and concurrency must be >= 1, timeout > 0")
+    if args.webhook_rate <= 0 or args.email_rate <= 0:
+        parser.error("rates must be > 0 messages per second")
     return args
 
 
@@ -688,7 +736,12 @@ def main() -> int:
             )
             ctx.rows.append(measure_noop(ctx, "before"))
             sink = cleanup.enter_context(HttpSink()) if args.notify else None
-            ctx.rows.extend(measure_voucherhook(ctx, sink))
+            smtp = None
+            if args.notify and args.email:
+                smtp = SmtpSink()
+                smtp.start()
+                cleanup.callback(smtp.stop)
+            ctx.rows.extend(measure_voucherhook(ctx, sink, smtp))
             ctx.rows.append(measure_noop(ctx, "after"))
             report(ctx)
     except BenchError as exc:

@@ -111,6 +111,7 @@ def test_the_message_id_comes_from_the_delivery_key_and_is_the_same_on_every_att
         # Another process, the same key: the same Message-ID.
         other = EmailSender(smtp.url, "Shop <orders@shop.example>")
         other.send("jane@jane.io", "Subject", "Body", f"{SOURCE}:email")
+        other.close()
     finally:
         smtp.stop()
 

@@ -37,6 +37,7 @@ from tests.test_operations import (
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, Json
 from workers.handlers.base import Config
+from workers.notification_sending import UNLIMITED
 from workers.processing import RetryPolicy
 from workers.rebuild import rebuild
 from workers.replay import replay
@@ -351,6 +352,7 @@ def test_replaying_purged_events_books_nothing_and_sends_nothing(log: Log) -> No
         purged,
         senders={"email": Recorder(sent), "webhook": Recorder(sent)},
         policy=RetryPolicy(max_attempts=1),
+        pacing=UNLIMITED,
         notify=True,
     )
 
@@ -369,6 +371,9 @@ class Recorder:
 
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
         self.sent.append((recipient, body))
+
+    def close(self) -> None:
+        pass
 
 
 def test_the_rolling_window_purges_what_is_older_than_its_days(log: Log) -> None:

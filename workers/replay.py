@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from models.db import eventlog, notification_store, run_store
 from models.routing import handlers_for
 from workers.notification_channels import Sender
-from workers.notification_sending import deliver_all
+from workers.notification_sending import Pacing, deliver_all
 from workers.processing import Processor, RetryPolicy
 
 CHUNK = 100
@@ -54,6 +54,7 @@ def replay(
     *,
     senders: Mapping[str, Sender],
     policy: RetryPolicy,
+    pacing: Pacing,
     notify: bool = False,
     advance: Callable[[int], None] = lambda _n: None,
 ) -> Summary:
@@ -77,7 +78,7 @@ def replay(
         if notify:
             with engine.begin() as conn:
                 to_send.extend(notification_store.retry_failed(conn, chunk, datetime.now(UTC)))
-        sent = deliver_all(engine, senders, list(dict.fromkeys(to_send)), policy)
+        sent = deliver_all(engine, senders, list(dict.fromkeys(to_send)), policy, pacing)
         summary.notifications_sent += sum(done.result == "sent" for done in sent)
         _count(engine, chunk, work, summary)
         advance(len(chunk))

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
     smtp_url: str | None = Field(None, alias="SMTP_URL")
     notify_webhook_url: str | None = Field(None, alias="NOTIFY_WEBHOOK_URL")
+    # Messages per second each channel takes, for the whole deployment (every worker and
+    # replay together); more wait their turn, none is dropped. Slack's incoming webhooks take
+    # about one a second; an SMTP relay or provider usually a few to a few dozen.
+    notify_webhook_rate: float = Field(1.0, alias="VOUCHERHOOK_NOTIFY_WEBHOOK_RATE", gt=0)
+    notify_email_rate: float = Field(10.0, alias="VOUCHERHOOK_NOTIFY_EMAIL_RATE", gt=0)
     max_body_bytes: int = Field(2 * 1024 * 1024, alias="VOUCHERHOOK_MAX_BODY_BYTES", ge=1024)
     # Bodies being read before their signature is checked, per web process, all together.
     preauth_bytes: int = Field(32 * 1024 * 1024, alias="VOUCHERHOOK_PREAUTH_BYTES", ge=1024)

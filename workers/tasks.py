@@ -6,7 +6,7 @@ import structlog
 from celery import Celery
 
 from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATIONS
-from workers.notification_sending import deliver_all
+from workers.notification_sending import deliver_due
 from workers.processing import FollowUp
 from workers.wiring import Runtime
 
@@ -32,11 +32,8 @@ def register(app: Celery, runtime: Runtime) -> None:
 
     @app.task(name=SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)
     def send_notifications(ids: list[int]) -> None:
-        for done in deliver_all(runtime.engine, runtime.senders, ids, runtime.policy):
-            if done.result == "retry":
-                app.send_task(
-                    SEND_NOTIFICATIONS,
-                    args=[[done.notification_id]],
-                    queue=queue,
-                    countdown=done.countdown,
-                )
+        # The ids say a send is wanted; the task sends whatever is due, as the rate limits
+        # allow, and comes back when what is left may go (the next slot, the next retry).
+        outcome = deliver_due(runtime.engine, runtime.senders, runtime.policy, runtime.pacing, ids)
+        for countdown in outcome.wakes:
+            app.send_task(SEND_NOTIFICATIONS, args=[[]], queue=queue, countdown=countdown)

@@ -1,6 +1,7 @@
 """What a worker process needs at hand, wired up once per process from the settings: its
 database engine, the retry policy, the handlers' configuration, the processor, and the
-notification channels (`workers.notification_channels`) its settings turn on."""
+notification channels (`workers.notification_channels`) its settings turn on, with their rate
+limits."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from models.db.engine import make_engine
 from workers.handlers.base import Config
 from workers.notification_channels import EmailSender, Sender, WebhookSender
+from workers.notification_sending import Pacing
 from workers.processing import Processor, RetryPolicy
 from workers.settings import Settings
 from workers.templates import environment
@@ -54,6 +56,13 @@ class Runtime:
     @property
     def processor(self) -> Processor:
         return Processor(self.engine, self.config, self.policy)
+
+    @cached_property
+    def pacing(self) -> Pacing:
+        settings = self.settings
+        return Pacing(
+            {"email": settings.notify_email_rate, "webhook": settings.notify_webhook_rate}
+        )
 
     @cached_property
     def senders(self) -> dict[str, Sender]:

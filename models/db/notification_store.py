@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, select, update
+from sqlalchemy import ColumnElement, Connection, case, func, select, update
 
 from models.db.batch_sql import insert_many
 from models.db.tables import notifications
@@ -65,10 +65,78 @@ def claim(conn: Connection, notification_id: int) -> Any | None:
     ).first()
 
 
-def mark_sent(conn: Connection, notification_id: int, at: datetime) -> None:
+def claim_due(
+    conn: Connection,
+    channel: str,
+    limit: int,
+    *,
+    due_by: datetime | None = None,
+    ids: Sequence[int] | None = None,
+) -> list[Any]:
+    """Take up to `limit` deliveries of `channel` waiting to go out, due by `due_by` (any when
+    None) and among `ids` when given, those due first first, in one statement: each marked
+    `sending` with its attempt counted, as `claim` does; their rows as updated, in due order.
+
+    Rows another transaction holds are skipped on PostgreSQL (SQLite has one writer)."""
+    chosen = (
+        select(notifications.c.seq)
+        .where(notifications.c.status == "pending")
+        .where(notifications.c.channel == channel)
+        .order_by(notifications.c.due_at, notifications.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if due_by is not None:
+        chosen = chosen.where(notifications.c.due_at <= due_by)
+    if ids is not None:
+        chosen = chosen.where(notifications.c.seq.in_(ids))
+    rows = conn.execute(
+        update(notifications)
+        .where(notifications.c.seq.in_(chosen))
+        .where(notifications.c.status == "pending")
+        .values(status="sending", attempts=notifications.c.attempts + 1)
+        .returning(*notifications.c)
+    ).all()
+    return sorted(rows, key=lambda row: (row.due_at, row.seq))
+
+
+def next_due(conn: Connection, channel: str, *, after: datetime | None = None) -> datetime | None:
+    """When the first delivery of `channel` still waiting is due (after `after` when given);
+    None when none waits."""
+    query = (
+        select(func.min(notifications.c.due_at))
+        .where(notifications.c.status == "pending")
+        .where(notifications.c.channel == channel)
+    )
+    if after is not None:
+        query = query.where(notifications.c.due_at > after)
+    due: datetime | None = conn.scalar(query)
+    return due
+
+
+def fail_waiting(conn: Connection, ids: Sequence[int], channel: str, error: str) -> list[int]:
+    """Deliveries of `ids` on `channel` still waiting, failed for good with `error` (their
+    channel is not configured here), each attempt counted; their ids."""
+    return sorted(
+        conn.scalars(
+            update(notifications)
+            .where(notifications.c.seq.in_(ids))
+            .where(notifications.c.channel == channel)
+            .where(notifications.c.status == "pending")
+            .values(status="failed", error=error, attempts=notifications.c.attempts + 1)
+            .returning(notifications.c.seq)
+        )
+    )
+
+
+def mark_sent(conn: Connection, notification_id: int | Sequence[int], at: datetime) -> None:
+    """Sent at `at`: one delivery or several, in one statement."""
+    ids = [notification_id] if isinstance(notification_id, int) else list(notification_id)
+    if not ids:
+        return
     conn.execute(
         update(notifications)
-        .where(notifications.c.seq == notification_id)
+        .where(notifications.c.seq.in_(ids))
         .values(status="sent", sent_at=at, error=None)
     )
 

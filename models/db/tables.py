@@ -259,4 +259,18 @@ notifications = Table(
     ),
     Index("ix_notifications_event_id", "event_id"),
     Index("ix_notifications_status", "status"),
+    # The senders take a channel's waiting deliveries, those due first first.
+    Index("ix_notifications_status_channel_due_at", "status", "channel", "due_at"),
+)
+
+# One row per notification channel: its rate limit's budget, shared by every process that
+# sends (see `models.pacing`), and when a send task is already scheduled to take what waits.
+notification_budget = Table(
+    "notification_budget",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    # The earliest time the channel's next message may leave; NULL: at once.
+    Column("next_at", UtcDateTime(), nullable=True),
+    # When a send task is scheduled to run for the channel; NULL or past: none is.
+    Column("wake_at", UtcDateTime(), nullable=True),
 )

@@ -35,7 +35,10 @@ def base_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str
 
 
 def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> dict[str, str]:
-    """For tests with workers: fast sweeps and retries, so recovery shows within seconds."""
+    """For tests with workers: fast sweeps and retries, so recovery shows within seconds, and
+    notification rate limits the loopback sinks can take, so that a thousand events do not
+    wait on the defaults (one webhook a second: `tests/test_notification_pacing.py` holds
+    the workers to the defaults)."""
     return base_env(
         postgres_url,
         redis_url,
@@ -45,8 +48,11 @@ def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> d
         VOUCHERHOOK_REDISPATCH_AFTER="8",
         VOUCHERHOOK_RETRY_BACKOFF="0.5",
         VOUCHERHOOK_RETRY_BACKOFF_MAX="2",
-        **extra,
+        **{**SINK_RATES, **extra},
     )
+
+
+SINK_RATES = {"VOUCHERHOOK_NOTIFY_WEBHOOK_RATE": "1000", "VOUCHERHOOK_NOTIFY_EMAIL_RATE": "1000"}
 
 
 class Process:

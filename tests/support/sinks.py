@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ from tests.support.services import free_port
 
 class SmtpSink:
     """aiosmtpd on a free port; refuses the first `refuse` messages with a 451 (they are kept
-    in `.refused_messages`), and the recipients in `refuse_to` with a 550 that quotes them."""
+    in `.refused_messages`), and the recipients in `refuse_to` with a 550 that quotes them.
+    `.arrivals` holds when each message was accepted (time.monotonic())."""
 
     def __init__(self, refuse: int = 0, refuse_to: Collection[str] = ()) -> None:
         self.messages: list[Message] = []
+        self.arrivals: list[float] = []
         self.refused = 0
         self.refused_messages: list[Message] = []
         self._refuse = refuse
@@ -53,6 +56,7 @@ class SmtpSink:
                 self.refused_messages.append(message_from_bytes(envelope.content))
                 return "451 4.3.0 try again later"
             self.messages.append(message_from_bytes(envelope.content))
+            self.arrivals.append(time.monotonic())
         return "250 OK"
 
     def start(self) -> None:
@@ -63,11 +67,12 @@ class SmtpSink:
 
 
 class HttpSink:
-    """A threaded HTTP server that records every JSON body POSTed to it, and answers
-    `status`."""
+    """A threaded HTTP server that records every JSON body POSTed to it, and when it came
+    (`.arrivals`, time.monotonic()), and answers `status`."""
 
     def __init__(self, status: int = 200) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
         self.keys: Counter[str] = Counter()
         self._lock = threading.Lock()
         sink = self
@@ -77,6 +82,7 @@ class HttpSink:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"null")
                 with sink._lock:
+                    sink.arrivals.append(time.monotonic())
                     sink.requests.append(body)
                     sink.keys[self.headers.get("idempotency-key", "")] += 1
                 self.send_response(status)

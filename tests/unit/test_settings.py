@@ -18,6 +18,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "SMTP_URL",
         "NOTIFY_WEBHOOK_URL",
         "VOUCHERHOOK_CURRENCY",
+        "VOUCHERHOOK_NOTIFY_WEBHOOK_RATE",
+        "VOUCHERHOOK_NOTIFY_EMAIL_RATE",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -174,3 +176,19 @@ def test_the_preauth_budget_must_hold_one_largest_body(monkeypatch: pytest.Monke
     assert str(error.value).startswith(
         "VOUCHERHOOK_PREAUTH_BYTES (3000000) is smaller than VOUCHERHOOK_MAX_BODY_BYTES"
     )
+
+
+def test_notifications_default_to_one_webhook_and_ten_emails_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    settings = load_settings()
+    assert (settings.notify_webhook_rate, settings.notify_email_rate) == (1.0, 10.0)
+
+
+def test_a_rate_limit_of_zero_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOUCHERIFY_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("VOUCHERHOOK_NOTIFY_WEBHOOK_RATE", "0")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith("VOUCHERHOOK_NOTIFY_WEBHOOK_RATE ")

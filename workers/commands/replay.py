@@ -55,6 +55,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             ids,
             senders=runtime.senders,
             policy=runtime.policy,
+            pacing=runtime.pacing,
             notify=args.notify,
             advance=lambda n: progress.advance(task, n),
         )

@@ -1,0 +1,49 @@
+"""All SQL about the channels' rate limit budgets: one row per channel, shared by every process.
+
+A sender locks its channel's row for the length of a short transaction (take the budget, claim
+the deliveries it pays for, spend it), so two processes never hand out the same slots. The
+lock is a no-op UPDATE: a row lock on PostgreSQL, the write lock on SQLite, the same call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, or_, update
+
+from models.db.insert import insert
+from models.db.tables import notification_budget as budget
+
+
+def lock(conn: Connection, channel: str) -> datetime | None:
+    """Lock the channel's budget until the transaction ends; the earliest time its next
+    message may leave (None: at once)."""
+    for _ in range(2):
+        row = conn.execute(
+            update(budget)
+            .where(budget.c.channel == channel)
+            .values(channel=budget.c.channel)
+            .returning(budget.c.next_at)
+        ).first()
+        if row is not None:
+            next_at: datetime | None = row.next_at
+            return next_at
+        conn.execute(insert(conn, budget).values(channel=channel).on_conflict_do_nothing())
+    raise RuntimeError(f"the budget row of channel {channel} could not be created or locked")
+
+
+def spend(conn: Connection, channel: str, next_at: datetime) -> None:
+    """The channel's next message may leave at `next_at`, not before (the lock is held)."""
+    conn.execute(update(budget).where(budget.c.channel == channel).values(next_at=next_at))
+
+
+def schedule_wake(conn: Connection, channel: str, at: datetime, now: datetime) -> bool:
+    """Note that a send task will run for the channel at `at`; False when one is scheduled
+    already at or before `at` (and still to come), so the caller publishes none."""
+    result = conn.execute(
+        update(budget)
+        .where(budget.c.channel == channel)
+        .where(or_(budget.c.wake_at.is_(None), budget.c.wake_at <= now, budget.c.wake_at > at))
+        .values(wake_at=at)
+    )
+    return result.rowcount == 1
