@@ -61,11 +61,19 @@ class Movement:
         return self.after - self.change
 
     @property
-    def preference(self) -> tuple[int, datetime, int, int, str, str]:
+    def preference(self) -> tuple[int, datetime, int, int, str, str, str]:
         """Which report of one movement is kept: the lowest. Reports equal in everything
         but their event (a copy sent at the same instant) keep the smaller event id: which
         one is kept then changes no figure, only that it is the same whatever the order."""
-        return (self.rank, self.at, self.after, self.change, self.envelope_text, self.event_id)
+        return (
+            self.rank,
+            self.at,
+            self.after,
+            self.change,
+            self.envelope_text,
+            self.customer_id,
+            self.event_id,
+        )
 
     @property
     def envelope_text(self) -> str:
