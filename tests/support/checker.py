@@ -116,7 +116,7 @@ def _notifications(event: Event, currency: str, webhook_url: str | None, email: 
     values = context(event.event_type, payload, currency)
     if values is None:
         return set()
-    source = values.get("reward_redemption_id") or values["redemption_id"]
+    source = values["source_id"]
     planned = {(source, "webhook", WEBHOOK_RECIPIENT)} if webhook_url else set()
     address = email_address(payload) if email else None
     return planned | ({(source, "email", address)} if address else set())
