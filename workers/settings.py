@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(10.0, alias="VOUCHERHOOK_SWEEP_INTERVAL", gt=0)
     sweep_after: float = Field(30.0, alias="VOUCHERHOOK_SWEEP_AFTER", ge=0)
     redispatch_after: float = Field(300.0, alias="VOUCHERHOOK_REDISPATCH_AFTER", gt=0)
+    # How long what a worker took stays its own without a renewal (renewed every third of it).
+    lease_expiry: float = Field(15.0, alias="VOUCHERHOOK_LEASE_EXPIRY", ge=3)
     # Personal data of events older than this many days is redacted by the workers; 0: kept.
     retention_days: int = Field(0, alias="VOUCHERHOOK_RETENTION_DAYS")
     worker_concurrency: int = Field(2, alias="VOUCHERHOOK_WORKER_CONCURRENCY", ge=1)

@@ -11,6 +11,8 @@ from models.db import notification_store
 from models.db.engine import make_engine
 from workers import tasks
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
+from workers.leases import Heartbeat
+from workers.orphans import restore_orphans
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
@@ -32,19 +34,30 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
         )
 
     def sweep_notifications() -> int:
-        # A planned delivery whose send task was lost (a broker restart) is queued again.
+        # A delivery whose send task died with its worker, or was lost (a broker restart), is
+        # queued again; published before the commit, so a failed publish leaves it to the
+        # next sweep.
+        now = datetime.now(UTC)
         with engine.begin() as conn:
             ids = notification_store.stale(
-                conn, datetime.now(UTC) - timedelta(seconds=settings.redispatch_after)
+                conn, now, now - timedelta(seconds=settings.redispatch_after)
             )
-        if ids:
-            app.send_task(SEND_NOTIFICATIONS, args=[ids], queue=settings.queue)
+            if ids:
+                app.send_task(SEND_NOTIFICATIONS, args=[ids], queue=settings.queue)
         return len(ids)
 
     sweepers = [
         Periodic("outbox-sweep", settings.sweep_interval, sweep_events),
         Periodic("notification-sweep", settings.sweep_interval, sweep_notifications),
     ]
+    if not settings.embedded:
+        sweepers.append(
+            Periodic(
+                "orphan-sweep",
+                settings.sweep_interval,
+                lambda: restore_orphans(app, engine, settings.queue, settings.lease_expiry),
+            )
+        )
     if settings.retention_days:
         # The rolling window: personal data older than VOUCHERHOOK_RETENTION_DAYS is redacted,
         # soon after start and then once an hour, on a thread of its own so that a long purge
@@ -59,8 +72,12 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
             )
         )
 
+    # Its own engine: a long sweep or purge never delays a renewal.
+    heartbeat = Heartbeat(make_engine(settings.database_url, pool_size=1), settings.lease_expiry)
+
     @worker_ready.connect(weak=False)
     def _start_sweepers(**_: object) -> None:
+        heartbeat.start()
         for sweeper in sweepers:
             sweeper.start()
 
@@ -68,6 +85,7 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
     def _stop_sweepers(**_: object) -> None:
         for sweeper in sweepers:
             sweeper.stop()
+        heartbeat.stop()
 
     # The embedded broker is a SQLite file: one process consumes it, tasks run in that process.
     pool = pool or ("solo" if settings.embedded else "prefork")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from models.db.insert import insert
 from models.db.tables import event_counts, events
@@ -102,9 +102,32 @@ def insert_new(conn: Connection, batch: Sequence[NewEvent]) -> set[str]:
 
 
 def mark_dispatched(conn: Connection, ids: Iterable[str], at: datetime) -> None:
+    """Handed to the broker (again) at `at`; no worker holds them until one takes the message."""
     ids = list(ids)
     if ids:
-        conn.execute(update(events).where(events.c.id.in_(ids)).values(dispatched_at=at))
+        conn.execute(
+            update(events).where(events.c.id.in_(ids)).values(dispatched_at=at, lease_until=None)
+        )
+
+
+def lease(conn: Connection, ids: Sequence[str], until: datetime) -> int:
+    """A live worker holds these events until `until` (it took their message, or still runs
+    it): the pending ones are leased, or their lease renewed; answers how many.
+
+    Rows locked by another transaction (a batch settling them, a sweep) are skipped, so a
+    renewal never waits for, nor deadlocks with, the work it covers.
+    """
+    if not ids:
+        return 0
+    held = (
+        select(events.c.seq)
+        .where(events.c.id.in_(list(ids)), events.c.status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    done = conn.execute(
+        update(events).where(events.c.seq.in_(held.scalar_subquery())).values(lease_until=until)
+    )
+    return int(done.rowcount or 0)
 
 
 def unmark_dispatched(conn: Connection, ids: Iterable[str]) -> None:
@@ -118,23 +141,44 @@ def unmark_dispatched(conn: Connection, ids: Iterable[str]) -> None:
         )
 
 
+def leased(conn: Connection, ids: Sequence[str], now: datetime) -> set[str]:
+    """Those of these events a live worker holds: pending, with a lease that has not run out."""
+    if not ids:
+        return set()
+    stmt = select(events.c.id).where(
+        events.c.id.in_(list(ids)), events.c.status == "pending", events.c.lease_until >= now
+    )
+    return set(conn.scalars(stmt))
+
+
 def claim_due(
     conn: Connection, now: datetime, *, after: float, redispatch_after: float, limit: int
 ) -> list[str]:
-    """Pending events that never reached the broker, or were handed to it so long ago that
-    the message must have been lost (a broker that restarted without persistence).
+    """Pending events to hand to the broker (again):
 
+    - held by a worker whose lease ran out: the worker died (or lost the database) while it
+      held their message;
+    - held by none, and never handed to the broker `after` seconds after receipt;
+    - held by none, and handed to it `redispatch_after` seconds ago: the message must have
+      been lost (a broker restarted without persistence, a publish cut by a crash).
+
+    An event with a live lease is never taken: a slow batch stays with its worker.
     Rows are locked until the caller commits, and locked rows are skipped, so several
     sweepers share the work instead of publishing the same events together.
     """
+    unheld = events.c.lease_until.is_(None)
     stmt = (
         select(events.c.id)
         .where(events.c.status == "pending")
-        .where(events.c.received_at < now - timedelta(seconds=after))
         .where(
             or_(
-                events.c.dispatched_at.is_(None),
-                events.c.dispatched_at < now - timedelta(seconds=redispatch_after),
+                events.c.lease_until < now,
+                and_(
+                    unheld,
+                    events.c.dispatched_at.is_(None),
+                    events.c.received_at < now - timedelta(seconds=after),
+                ),
+                and_(unheld, events.c.dispatched_at < now - timedelta(seconds=redispatch_after)),
             )
         )
         .order_by(events.c.received_at)
@@ -170,6 +214,8 @@ def set_statuses(
             attempts=events.c.attempts + 1,
             processed_at=bindparam("b_processed_at"),
             dispatched_at=func.coalesce(events.c.dispatched_at, at),
+            # Settled: a retry, a held rollback's release, is leased by whoever takes it.
+            lease_until=None,
         ),
         [
             {

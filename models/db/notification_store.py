@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, update
 
 from models.db.batch_sql import insert_many
 from models.db.tables import notifications
@@ -60,7 +60,7 @@ def claim(conn: Connection, notification_id: int) -> Any | None:
         update(notifications)
         .where(notifications.c.seq == notification_id)
         .where(notifications.c.status == "pending")
-        .values(status="sending", attempts=notifications.c.attempts + 1)
+        .values(status="sending", attempts=notifications.c.attempts + 1, lease_until=None)
         .returning(*notifications.c)
     ).first()
 
@@ -94,7 +94,7 @@ def claim_due(
         update(notifications)
         .where(notifications.c.seq.in_(chosen))
         .where(notifications.c.status == "pending")
-        .values(status="sending", attempts=notifications.c.attempts + 1)
+        .values(status="sending", attempts=notifications.c.attempts + 1, lease_until=None)
         .returning(*notifications.c)
     ).all()
     return sorted(rows, key=lambda row: (row.due_at, row.seq))
@@ -173,19 +173,65 @@ def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[i
     return ids
 
 
-def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]:
-    """Deliveries still waiting although they were due before `older_than`: the message that
-    should have sent them was lost (a broker that restarted or was down when a retry was
-    published). Queuing one again never sends it twice: `claim` takes it once."""
-    return list(
+def lease(conn: Connection, ids: Sequence[int], until: datetime) -> int:
+    """A live worker holds the send tasks of these deliveries until `until`: the pending ones
+    are leased, or their lease renewed (rows locked elsewhere skipped); answers how many."""
+    if not ids:
+        return 0
+    held = (
+        select(notifications.c.seq)
+        .where(notifications.c.seq.in_(list(ids)), notifications.c.status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    done = conn.execute(
+        update(notifications)
+        .where(notifications.c.seq.in_(held.scalar_subquery()))
+        .values(lease_until=until)
+    )
+    return int(done.rowcount or 0)
+
+
+def leased(conn: Connection, ids: Sequence[int], now: datetime) -> set[int]:
+    """Those of these deliveries a live worker holds: pending, with a lease not run out."""
+    if not ids:
+        return set()
+    stmt = select(notifications.c.seq).where(
+        notifications.c.seq.in_(list(ids)),
+        notifications.c.status == "pending",
+        notifications.c.lease_until >= now,
+    )
+    return {int(seq) for seq in conn.scalars(stmt)}
+
+
+def stale(conn: Connection, now: datetime, older_than: datetime, limit: int = 500) -> list[int]:
+    """Deliveries still waiting whose send message is gone: held by a worker whose lease ran
+    out (it died), or held by none although due before `older_than` (the message was lost: a
+    broker that restarted or was down when a retry was published). Their leases are cleared:
+    the caller queues them again, and whoever takes that message leases them. Queuing one
+    again never sends it twice: `claim` takes it once."""
+    ids = list(
         conn.scalars(
             select(notifications.c.seq)
             .where(notifications.c.status == "pending")
-            .where(notifications.c.due_at < older_than)
+            .where(
+                or_(
+                    notifications.c.lease_until < now,
+                    and_(
+                        notifications.c.lease_until.is_(None),
+                        notifications.c.due_at < older_than,
+                    ),
+                )
+            )
             .order_by(notifications.c.seq)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     )
+    if ids:
+        conn.execute(
+            update(notifications).where(notifications.c.seq.in_(ids)).values(lease_until=None)
+        )
+    return ids
 
 
 def listing(conn: Connection, *, status: str | None, event_id: str | None, limit: int) -> list[Any]:

@@ -90,6 +90,10 @@ events = Table(
     # Outbox: when the event was last handed to the broker (NULL: never).
     Column("dispatched_at", UtcDateTime(), nullable=True),
     Column("processed_at", UtcDateTime(), nullable=True),
+    # Until when a live worker holds it (a message it took and has not finished); a worker
+    # renews it every third of VOUCHERHOOK_LEASE_EXPIRY. Past it, pending: the worker died,
+    # and the sweep dispatches it again (workers.leases). NULL: no worker holds it.
+    Column("lease_until", UtcDateTime(), nullable=True),
     # When its personal data was removed (purge, forget-customer); NULL: never.
     Column("redacted_at", UtcDateTime(), nullable=True),
     Index("ix_events_status_seq", "status", "seq"),
@@ -250,6 +254,9 @@ notifications = Table(
     # long past due lost its send message (a broker restart); the sweep queues it again.
     Column("due_at", UtcDateTime(), nullable=False),
     Column("sent_at", UtcDateTime(), nullable=True),
+    # As events.lease_until: a live worker holds the send task; past it, pending, the sweep
+    # queues it again.
+    Column("lease_until", UtcDateTime(), nullable=True),
     Index(
         "ix_notifications_source_id_channel_recipient",
         "source_id",
