@@ -16,6 +16,8 @@ renewal, from a thread beside the consumer: the tasks themselves write nothing m
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -69,6 +71,7 @@ class Heartbeat:
     def __init__(
         self, engine: Engine, expiry: float, held: Callable[[], Held] = held_by_this_worker
     ) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._engine = engine
         self._expiry = expiry
         self._held = held
@@ -116,7 +119,7 @@ class Heartbeat:
         until = datetime.now(UTC) + timedelta(seconds=self._expiry)
         with self._engine.begin() as conn:
             return (
-                eventlog.lease(conn, event_ids, until),
+                eventlog.lease(conn, event_ids, until, self.holder),
                 notification_store.lease(conn, notification_ids, until),
             )
 

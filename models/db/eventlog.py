@@ -106,13 +106,15 @@ def mark_dispatched(conn: Connection, ids: Iterable[str], at: datetime) -> None:
     ids = list(ids)
     if ids:
         conn.execute(
-            update(events).where(events.c.id.in_(ids)).values(dispatched_at=at, lease_until=None)
+            update(events)
+            .where(events.c.id.in_(ids))
+            .values(dispatched_at=at, lease_until=None, leased_by=None)
         )
 
 
-def lease(conn: Connection, ids: Sequence[str], until: datetime) -> int:
-    """A live worker holds these events until `until` (it took their message, or still runs
-    it): the pending ones are leased, or their lease renewed; answers how many.
+def lease(conn: Connection, ids: Sequence[str], until: datetime, holder: str) -> int:
+    """A live worker, `holder`, holds these events until `until` (it took their message, or
+    still runs it): the pending ones are leased, or their lease renewed; answers how many.
 
     Rows locked by another transaction (a batch settling them, a sweep) are skipped, so a
     renewal never waits for, nor deadlocks with, the work it covers.
@@ -125,7 +127,9 @@ def lease(conn: Connection, ids: Sequence[str], until: datetime) -> int:
         .with_for_update(skip_locked=True)
     )
     done = conn.execute(
-        update(events).where(events.c.seq.in_(held.scalar_subquery())).values(lease_until=until)
+        update(events)
+        .where(events.c.seq.in_(held.scalar_subquery()))
+        .values(lease_until=until, leased_by=holder)
     )
     return int(done.rowcount or 0)
 
@@ -216,6 +220,7 @@ def set_statuses(
             dispatched_at=func.coalesce(events.c.dispatched_at, at),
             # Settled: a retry, a held rollback's release, is leased by whoever takes it.
             lease_until=None,
+            leased_by=None,
         ),
         [
             {

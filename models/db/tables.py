@@ -94,6 +94,8 @@ events = Table(
     # renews it every third of VOUCHERHOOK_LEASE_EXPIRY. Past it, pending: the worker died,
     # and the sweep dispatches it again (workers.leases). NULL: no worker holds it.
     Column("lease_until", UtcDateTime(), nullable=True),
+    # The worker holding it (host:pid of its main process), while leased.
+    Column("leased_by", String(255), nullable=True),
     # When its personal data was removed (purge, forget-customer); NULL: never.
     Column("redacted_at", UtcDateTime(), nullable=True),
     Index("ix_events_status_seq", "status", "seq"),

@@ -38,14 +38,14 @@ def worker_env(postgres_url: str, redis_url: str, queue: str, **extra: str) -> d
     """For tests with workers: fast sweeps and retries, so recovery shows within seconds, and
     notification rate limits the loopback sinks can take, so that a thousand events do not
     wait on the defaults (one webhook a second: `tests/test_notification_pacing.py` holds
-    the workers to the defaults)."""
+    the workers to the defaults). What a dead worker held is recovered by its leases at their
+    default expiry (tests/test_recovery.py runs with the recovery settings at their defaults)."""
     return base_env(
         postgres_url,
         redis_url,
         VOUCHERHOOK_QUEUE=queue,
         VOUCHERHOOK_SWEEP_INTERVAL="0.5",
         VOUCHERHOOK_SWEEP_AFTER="2",
-        VOUCHERHOOK_REDISPATCH_AFTER="8",
         VOUCHERHOOK_RETRY_BACKOFF="0.5",
         VOUCHERHOOK_RETRY_BACKOFF_MAX="2",
         **{**SINK_RATES, **extra},

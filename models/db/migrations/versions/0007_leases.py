@@ -22,6 +22,7 @@ TABLES = ("events", "notifications")
 def upgrade() -> None:
     # A nullable column without a default: no table rewrite on PostgreSQL, and a plain
     # ALTER TABLE on SQLite (a batch copy of `events` would drop its counting triggers).
+    op.add_column("events", sa.Column("leased_by", sa.String(255), nullable=True))
     for table in TABLES:
         op.add_column(table, sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
 
@@ -29,3 +30,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in TABLES:
         op.drop_column(table, "lease_until")
+    op.drop_column("events", "leased_by")
