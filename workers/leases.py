@@ -95,7 +95,8 @@ class Heartbeat:
         task_received.disconnect(self._received)
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:
+            self._thread.join(10)
 
     def wake(self) -> None:
         self._wake.set()

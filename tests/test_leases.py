@@ -1,0 +1,181 @@
+"""What the sweep takes, by lease, on PostgreSQL and SQLite, at the default settings: an event
+or a notification whose lease ran out at once, one a live worker holds never, one no worker
+holds only after VOUCHERHOOK_REDISPATCH_AFTER (300 s); and the heartbeat that leases what a
+worker holds. The processes themselves are in tests/test_recovery.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, delete, insert, select
+
+from models.db import eventlog, notification_store
+from models.db.engine import make_engine
+from models.db.tables import events, notifications
+from workers.leases import Heartbeat
+from workers.settings import Settings
+
+DEFAULTS = Settings.model_fields
+AFTER = float(DEFAULTS["sweep_after"].default)
+REDISPATCH_AFTER = float(DEFAULTS["redispatch_after"].default)
+EXPIRY = float(DEFAULTS["lease_expiry"].default)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(delete(notifications))
+        conn.execute(delete(events))
+    yield engine
+    engine.dispose()
+
+
+def add_event(
+    engine: Engine,
+    event_id: str,
+    *,
+    dispatched: float | None,
+    lease: float | None = None,
+    status: str = "pending",
+) -> None:
+    """An event received an hour ago, handed to the broker `dispatched` seconds ago (None:
+    never), leased until `lease` seconds from now (None: not leased)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(events).values(
+                id=event_id,
+                type="redemption.succeeded",
+                status=status,
+                received_at=NOW - timedelta(hours=1),
+                body=b"{}",
+                headers={},
+                dispatched_at=None if dispatched is None else NOW - timedelta(seconds=dispatched),
+                lease_until=None if lease is None else NOW + timedelta(seconds=lease),
+                leased_by=None if lease is None else "host:1",
+            )
+        )
+
+
+def due(engine: Engine) -> list[str]:
+    with engine.begin() as conn:
+        return sorted(
+            eventlog.claim_due(conn, NOW, after=AFTER, redispatch_after=REDISPATCH_AFTER, limit=100)
+        )
+
+
+def test_an_event_whose_lease_ran_out_is_taken_at_once_however_recently_dispatched(
+    engine: Engine,
+) -> None:
+    add_event(engine, "e_dead", dispatched=1, lease=-0.1)
+    add_event(engine, "e_live", dispatched=1, lease=0.1)
+    assert due(engine) == ["e_dead"]
+
+
+def test_an_event_a_live_worker_holds_is_never_taken_however_long_ago_it_was_dispatched(
+    engine: Engine,
+) -> None:
+    add_event(engine, "e_slow", dispatched=24 * 3600, lease=1)
+    add_event(engine, "e_slow_never_dispatched", dispatched=None, lease=1)
+    assert due(engine) == []
+
+
+def test_an_event_no_worker_holds_is_taken_after_the_default_redispatch_delay_not_before(
+    engine: Engine,
+) -> None:
+    add_event(engine, "e_queued", dispatched=REDISPATCH_AFTER - 1)
+    add_event(engine, "e_lost", dispatched=REDISPATCH_AFTER + 1)
+    add_event(engine, "e_never_dispatched", dispatched=None)
+    add_event(engine, "e_done", dispatched=REDISPATCH_AFTER + 1, lease=-1, status="processed")
+    assert due(engine) == ["e_lost", "e_never_dispatched"]
+
+
+def test_dispatching_again_and_settling_end_the_lease(engine: Engine) -> None:
+    add_event(engine, "e_swept", dispatched=60, lease=-1)
+    add_event(engine, "e_settled", dispatched=60, lease=5)
+    with engine.begin() as conn:
+        eventlog.mark_dispatched(conn, ["e_swept"], NOW)
+        eventlog.set_statuses(conn, [("e_settled", "pending", "ledger: held")], NOW)
+        rows = conn.execute(select(events.c.lease_until, events.c.leased_by)).all()
+    assert [tuple(row) for row in rows] == [(None, None), (None, None)]
+    # Not leased, dispatched just now: left alone until a worker takes it or it is lost.
+    assert due(engine) == []
+
+
+def test_a_lease_covers_pending_events_only_and_names_its_holder(engine: Engine) -> None:
+    add_event(engine, "e_pending", dispatched=1)
+    add_event(engine, "e_processed", dispatched=1, status="processed")
+    until = NOW + timedelta(seconds=EXPIRY)
+    with engine.begin() as conn:
+        leased = eventlog.lease(conn, ["e_pending", "e_processed", "e_unknown"], until, "h:7")
+        rows = dict(
+            (row.id, (row.lease_until, row.leased_by))
+            for row in conn.execute(select(events.c.id, events.c.lease_until, events.c.leased_by))
+        )
+        live = eventlog.leased(conn, ["e_pending", "e_processed"], NOW)
+    assert leased == 1
+    assert rows == {"e_pending": (until, "h:7"), "e_processed": (None, None)}
+    assert live == {"e_pending"}
+
+
+def add_notification(engine: Engine, *, due_ago: float, lease: float | None) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(notifications)
+                .values(
+                    event_id="e1",
+                    source_id=f"r_{due_ago}_{lease}",
+                    channel="webhook",
+                    recipient="NOTIFY_WEBHOOK_URL",
+                    status="pending",
+                    body="hello",
+                    created_at=NOW - timedelta(seconds=due_ago),
+                    due_at=NOW - timedelta(seconds=due_ago),
+                    lease_until=None if lease is None else NOW + timedelta(seconds=lease),
+                )
+                .returning(notifications.c.seq)
+            ).scalar_one()
+        )
+
+
+def test_a_notification_is_queued_again_when_its_lease_ran_out_or_its_message_was_lost(
+    engine: Engine,
+) -> None:
+    dead = add_notification(engine, due_ago=2, lease=-0.1)
+    live = add_notification(engine, due_ago=24 * 3600, lease=1)
+    queued = add_notification(engine, due_ago=REDISPATCH_AFTER - 1, lease=None)
+    lost = add_notification(engine, due_ago=REDISPATCH_AFTER + 1, lease=None)
+    older_than = NOW - timedelta(seconds=REDISPATCH_AFTER)
+    with engine.begin() as conn:
+        taken = notification_store.stale(conn, NOW, older_than)
+        leases = dict(conn.execute(select(notifications.c.seq, notifications.c.lease_until)).all())
+    assert sorted(taken) == sorted([dead, lost])
+    assert leases[dead] is None  # whoever takes the new message leases it
+    assert leases[live] is not None and queued not in taken
+
+
+def test_the_heartbeat_leases_what_its_worker_holds_until_the_expiry(engine: Engine) -> None:
+    add_event(engine, "e_held", dispatched=1)
+    add_event(engine, "e_other", dispatched=1)
+    note = add_notification(engine, due_ago=1, lease=None)
+    heartbeat = Heartbeat(engine, EXPIRY, held=lambda: (["e_held"], [note]))
+    try:
+        before = datetime.now(UTC)
+        assert heartbeat.beat() == (1, 1)
+        after = datetime.now(UTC)
+    finally:
+        heartbeat.stop()
+    with engine.connect() as conn:
+        leases = dict(conn.execute(select(events.c.id, events.c.lease_until)).all())
+        note_lease = conn.scalar(
+            select(notifications.c.lease_until).where(notifications.c.seq == note)
+        )
+    assert leases["e_other"] is None
+    expiry = timedelta(seconds=EXPIRY)
+    assert before + expiry <= leases["e_held"] <= after + expiry
+    assert note_lease == leases["e_held"]
+    assert heartbeat.interval == EXPIRY / 3
