@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from models.db import ledger_store
+from models.db import ledger_store, schema
+from models.db.engine import make_engine
 from models.db.tables import events, handler_runs
 from receiver.signature import sign
 from tests.support.checker import check
@@ -180,6 +182,37 @@ def test_a_killed_pool_process_s_events_are_processed_by_its_worker(
         assert worker.process.poll() is None
 
     assert lost[-1], "no pool process killed was running a task: it proved nothing"
+    assert leased <= held
+    result.assert_ok(allow_unknown_sends=True)
+
+
+def test_the_embedded_broker_s_only_worker_killed_and_restarted_recovers_its_events(
+    tmp_path: Path, sinks: Sinks
+) -> None:
+    """SQLite for the events and the broker, one worker process (solo pool), as `voucherhook
+    serve` runs it by default."""
+    database_url = f"sqlite:///{tmp_path / 'voucherhook.db'}"
+    engine = make_engine(database_url)
+    schema.upgrade(engine)
+    restarted: list[float] = []
+    try:
+        with Fleet(base_env(database_url, None, **sinks.env())) as fleet:
+            fleet.receiver()
+            only = fleet.worker()
+
+            def kill_and_restart() -> None:
+                fleet.kill(only)
+                fleet.worker()
+                restarted.append(time.monotonic())
+
+            with Workload(fleet.webhook_urls, LOAD).start() as workload:
+                held, leased = kill_while_holding(engine, workload, only, kill_and_restart)
+                seconds = recovered(engine, held, restarted[0])
+                print(f"\n{len(held)} pending at the kill, all processed {seconds:.1f} s after")
+                result = check(engine, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp)
+    finally:
+        engine.dispose()
+
     assert leased <= held
     result.assert_ok(allow_unknown_sends=True)
 
