@@ -1,6 +1,7 @@
 """The outbox sweep, a job of every worker: publish the pending events the receiver never
-handed to the broker, or whose message was lost (see `receiver.outbox` for the receiver's
-half), and the small runner for periodic jobs."""
+handed to the broker, whose message was lost (see `receiver.outbox` for the receiver's half),
+or whose worker died (its lease ran out: `workers.leases`), and the small runner for periodic
+jobs."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def sweep(
     redispatch_after: float,
     limit: int = 1000,
 ) -> int:
-    """Publish pending events the dispatcher never handed over (or whose message was lost).
+    """Publish pending events the dispatcher never handed over, whose message was lost, or
+    whose worker's lease ran out (`eventlog.claim_due`).
 
     Returns how many were published. Rows stay locked from selection to the dispatched stamp,
     so concurrent sweepers never publish the same rows at once.
