@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
 
+from models.db import notification_store
 from models.db.tables import (
     events,
     handler_runs,
@@ -145,14 +147,37 @@ def test_processing_the_same_ids_again_changes_nothing(db: Engine) -> None:
         store(db, REDEMPTION, recorded.seed_redemption()),
         store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption()),
     ]
-    process(db, *ids)
+    first = make_processor(db).process(ids)
     before, cards_before = snapshot(db), card(db, CARD)
 
     again = make_processor(db).process(ids)
 
-    assert (again.notifications, again.released, again.retries) == ([], [], [])
+    # The deliveries the first run planned are still waiting (nothing sends them here): the
+    # rerun queues them again, as after a worker that died before publishing their send task.
+    assert first.notifications
+    assert (again.notifications, again.released, again.retries) == (first.notifications, [], [])
     assert snapshot(db) == before
     assert card(db, CARD) == cards_before
+
+
+def test_a_rerun_queues_the_waiting_deliveries_no_live_worker_holds_and_only_those(
+    db: Engine,
+) -> None:
+    ids = [
+        store(db, REDEMPTION, recorded.seed_redemption()),
+        store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption()),
+    ]
+    planned = make_processor(db).process(ids).notifications
+    assert len(planned) >= 2
+    sent, held, *waiting = planned
+    with db.begin() as conn:
+        notification_store.claim(conn, sent)
+        notification_store.mark_sent(conn, sent, datetime.now(UTC))
+        notification_store.lease(conn, [held], datetime.now(UTC) + timedelta(seconds=15))
+
+    again = make_processor(db).process(ids)
+
+    assert again.notifications == waiting
 
 
 def test_a_task_redelivered_after_its_effects_committed_but_before_settling_changes_nothing(

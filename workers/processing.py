@@ -100,7 +100,13 @@ class Processor:
     def process(self, ids: list[str]) -> FollowUp:
         follow = FollowUp()
         with self._engine.connect() as conn:
-            rows = [row for row in eventlog.load(conn, ids) if row.status == "pending"]
+            loaded = eventlog.load(conn, ids)
+            rows = [row for row in loaded if row.status == "pending"]
+            done = [row.id for row in loaded if row.status != "pending"]
+            if done:
+                # A message run again (its worker died between the commit and the publish, or
+                # it was dispatched twice): queue what that publish would have queued.
+                follow.notifications = notification_store.unheld(conn, done, _now())
         events: list[_Event] = []
         failures: list[_Failure] = []
         for row in rows:

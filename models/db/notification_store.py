@@ -203,6 +203,21 @@ def leased(conn: Connection, ids: Sequence[int], now: datetime) -> set[int]:
     return {int(seq) for seq in conn.scalars(stmt)}
 
 
+def unheld(conn: Connection, event_ids: Sequence[str], now: datetime) -> list[int]:
+    """The deliveries of these events still waiting that no live worker holds: the send task
+    of a batch cut between its commit and its publish (a rerun of the batch queues them)."""
+    if not event_ids:
+        return []
+    stmt = (
+        select(notifications.c.seq)
+        .where(notifications.c.event_id.in_(list(event_ids)))
+        .where(notifications.c.status == "pending")
+        .where(or_(notifications.c.lease_until.is_(None), notifications.c.lease_until < now))
+        .order_by(notifications.c.seq)
+    )
+    return [int(seq) for seq in conn.scalars(stmt)]
+
+
 def stale(conn: Connection, now: datetime, older_than: datetime, limit: int = 500) -> list[int]:
     """Deliveries still waiting whose send message is gone: held by a worker whose lease ran
     out (it died), or held by none although due before `older_than` (the message was lost: a
