@@ -38,7 +38,7 @@ from bench.receiver import migrate, postgres_database
 from models.db.engine import make_engine
 from models.db.tables import events, notifications
 from tests.support.checker import check
-from tests.support.processes import Fleet, base_env, pool_children
+from tests.support.processes import SINK_RATES, Fleet, base_env, pool_children
 from tests.support.services import RedisServer
 from tests.support.sinks import running_sinks
 from tests.support.workload import Load, Workload
@@ -82,8 +82,13 @@ def run(scenario: str, args: argparse.Namespace) -> Outcome:
         redis_server.start()
         stack.callback(redis_server.close)
         sinks = stack.enter_context(running_sinks())
+        # Notification rate limits the loopback sinks take: their drain is not what is measured.
         env = base_env(
-            database_url, redis_server.url, VOUCHERHOOK_QUEUE="vh-recovery", **sinks.env()
+            database_url,
+            redis_server.url,
+            VOUCHERHOOK_QUEUE="vh-recovery",
+            **SINK_RATES,
+            **sinks.env(),
         )
         migrate(env)
         engine = make_engine(database_url)

@@ -29,7 +29,15 @@ from models.db.tables import events, handler_runs
 from receiver.signature import sign
 from tests.support.checker import check
 from tests.support.payloads import REDEMPTION, dumps
-from tests.support.processes import SECRET, Fleet, Process, base_env, pool_children, post
+from tests.support.processes import (
+    SECRET,
+    SINK_RATES,
+    Fleet,
+    Process,
+    base_env,
+    pool_children,
+    post,
+)
 from tests.support.services import RedisServer, wait_for
 from tests.support.sinks import Sinks
 from tests.support.workload import Load, Workload
@@ -49,9 +57,12 @@ LEASE = float(Settings.model_fields["lease_expiry"].default)
 SWEEP = float(Settings.model_fields["sweep_interval"].default)
 
 
-def default_env(postgres_url: str, redis_url: str, sinks: Sinks) -> dict[str, str]:
-    """What a user configures: where things are. Every timer at its default."""
-    return base_env(postgres_url, redis_url, VOUCHERHOOK_QUEUE=QUEUE, **sinks.env())
+def default_env(postgres_url: str, redis_url: str | None, sinks: Sinks) -> dict[str, str]:
+    """What a user configures: where things are. Every timer at its default; only the
+    notification rate limits are raised to what the loopback sinks take (at the default of
+    one webhook a second, a load's notifications would take minutes to drain; the defaults
+    are held by tests/test_notification_pacing.py)."""
+    return base_env(postgres_url, redis_url, VOUCHERHOOK_QUEUE=QUEUE, **SINK_RATES, **sinks.env())
 
 
 def pending_ids(engine: Engine) -> set[str]:
@@ -196,7 +207,7 @@ def test_the_embedded_broker_s_only_worker_killed_and_restarted_recovers_its_eve
     schema.upgrade(engine)
     restarted: list[float] = []
     try:
-        with Fleet(base_env(database_url, None, **sinks.env())) as fleet:
+        with Fleet(default_env(database_url, None, sinks)) as fleet:
             fleet.receiver()
             only = fleet.worker()
 
