@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select, update
+from sqlalchemy import ColumnElement, Connection, Select, case, func, select, update
 
 from models.db.batch_sql import insert_many
 from models.db.tables import notifications
@@ -177,25 +177,33 @@ def stale(conn: Connection, older_than: datetime, limit: int = 500) -> list[int]
     """Deliveries still waiting although they were due before `older_than`: the message that
     should have sent them was lost (a broker that restarted or was down when a retry was
     published). Queuing one again never sends it twice: `claim` takes it once."""
-    return list(
-        conn.scalars(
-            select(notifications.c.seq)
-            .where(notifications.c.status == "pending")
-            .where(notifications.c.due_at < older_than)
-            .order_by(notifications.c.seq)
-            .limit(limit)
-        )
+    return list(conn.scalars(stale_statement(older_than, limit)))
+
+
+def stale_statement(older_than: datetime, limit: int = 500) -> Select[Any]:
+    """The query of `stale`."""
+    return (
+        select(notifications.c.seq)
+        .where(notifications.c.status == "pending")
+        .where(notifications.c.due_at < older_than)
+        .order_by(notifications.c.seq)
+        .limit(limit)
     )
 
 
 def listing(conn: Connection, *, status: str | None, event_id: str | None, limit: int) -> list[Any]:
     """Deliveries across events, newest first, for the command line."""
+    return list(conn.execute(listing_statement(status=status, event_id=event_id, limit=limit)))
+
+
+def listing_statement(*, status: str | None, event_id: str | None, limit: int) -> Select[Any]:
+    """The query of `listing`."""
     query = select(notifications).order_by(notifications.c.seq.desc()).limit(limit)
     if status is not None:
         query = query.where(notifications.c.status == status)
     if event_id is not None:
         query = query.where(notifications.c.event_id == event_id)
-    return list(conn.execute(query))
+    return query
 
 
 def statuses(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
