@@ -13,7 +13,8 @@
 3. At each size, each operation the median of `--repeats` runs, through the functions the
    command line and the workers call, with arguments parsed by the command line's own parser:
    - `/metrics`: a scrape over HTTP, each after the one-second cache expired;
-   - `events list` with each filter (`workers.commands.events`: `eventlog.select_events`);
+   - `events list` with each filter (`workers.commands.events`: `eventlog.select_events`),
+     and `notifications list --status failed|pending` (`notification_store.listing`);
    - the sweep's queries at default settings (`eventlog.claim_due` in a transaction rolled
      back, so every run finds the same events; `notification_store.stale`);
    - `replay --status failed --dry-run` and `replay --since … --until … --dry-run`:
@@ -133,6 +134,18 @@ def list_events(engine: Engine, args: argparse.Namespace) -> Callable[[], Any]:
     return run
 
 
+def list_notes(engine: Engine, args: argparse.Namespace) -> Callable[[], Any]:
+    """What `workers.commands.notifications.cmd_notifications_list` asks of the database."""
+
+    def run() -> Any:
+        with engine.connect() as conn:
+            return notification_store.listing(
+                conn, status=args.status, event_id=args.event_id, limit=args.limit
+            )
+
+    return run
+
+
 def replay_dry_run(engine: Engine, args: argparse.Namespace) -> Callable[[], Any]:
     """What `workers.commands.replay.cmd_replay --dry-run` asks of the database."""
     assert args.dry_run
@@ -198,6 +211,12 @@ def measure(
     table.add("/metrics scrape (HTTP)", scrape_ms(server, token, args.scrapes))
     for name, parsed in events_lists(base, size).items():
         table.add(name, median_ms(list_events(engine, parsed), args.repeats))
+    for status in ("failed", "pending"):
+        parsed = cli("notifications", "list", "--status", status)
+        table.add(
+            f"notifications list --status {status}",
+            median_ms(list_notes(engine, parsed), args.repeats),
+        )
     settings = Settings(DATABASE_URL=engine.url.render_as_string(hide_password=False))
     for name, run in sweep_queries(engine, settings).items():
         table.add(name, median_ms(run, args.repeats))

@@ -19,8 +19,9 @@ stand out, all among the first `SPECIAL` events, so their number is the same how
 log grows (incidents are not proportional to the log): `FAILED` failed events (their loyalty
 run failed, with an error and a traceback), `PENDING` pending ones (half never dispatched,
 half dispatched long ago: the sweep's work), `QUARANTINED` quarantined, and
-`STALE_NOTIFICATIONS` pending deliveries long past due plus as many failed ones. Rows are
-inserted by statement, so the triggers keep `event_counts` right.
+`STALE_NOTIFICATIONS` pending deliveries long past due. Emails that bounced (failed for good)
+are spread over the whole log, one in `BOUNCE_EVERY` events. Rows are inserted by statement,
+so the triggers keep `event_counts` right.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ FAILED = 250
 PENDING = 100
 QUARANTINED = 50
 STALE_NOTIFICATIONS = 50
+BOUNCE_EVERY = 200
+"""One email in about this many events failed for good (an address that bounces): failed
+deliveries pile up as the log grows."""
 
 N = "@N@"  # the event's number in a template
 ORIGINAL = "@O@"  # the number of the event whose redemption a rollback rolls back
@@ -105,7 +109,7 @@ _PENDING = f"(n <= {SPECIAL} AND n % {SPECIAL // PENDING} = 50)"  # n % 20 = 10:
 _UNDISPATCHED = f"({_PENDING} AND n % {2 * SPECIAL // PENDING} = 50)"
 _QUARANTINED = f"(n <= {SPECIAL} AND n % {SPECIAL // QUARANTINED} = 17)"  # an ignored type
 _STALE = f"(n <= {SPECIAL} AND n % {SPECIAL // STALE_NOTIFICATIONS} = 20)"
-_UNSENT = f"(n <= {SPECIAL} AND n % {SPECIAL // STALE_NOTIFICATIONS} = 40)"
+_UNSENT = f"(n % {BOUNCE_EVERY} = 40)"
 _AT = "(CAST(:base AS timestamptz) + make_interval(secs => n))"
 
 EVENTS = text(
