@@ -95,7 +95,7 @@ HOT: dict[str, Query] = {
     "events list": _listed(),
     "events list --type (common)": _listed(event_type="redemption.succeeded"),
     "events list --type (rare)": _listed(event_type="redemption.rollback.succeeded"),
-    "events list --type (never stored)": _listed(event_type="voucher.published"),
+    "events list --type (never stored)": _listed(event_type="voucher.deleted"),
     "events list --status failed": _listed(status="failed"),
     "events list --status pending": _listed(status="pending"),
     "events list --status quarantined": _listed(status="quarantined"),
