@@ -3,12 +3,13 @@ plan test and `bench.size`.
 
 Event `n` (1, 2, …) is received `n` seconds after `base`, with a body made from the recorded
 Voucherify payloads (`tests/fixtures/voucherify/`, in an envelope) whose identities carry `n`:
-its event, redemption, order and card ids differ from every other event's, so a rebuild folds
+its event, redemption and order ids differ from every other event's, it happened when it was
+received, and its card is one of `CARDS` gift, loyalty and reward cards, so a rebuild folds
 real, distinct work. The mix, by `n % 20`:
 
 - n % 20 in 0..9: `redemption.succeeded` (discount, promotion tier, gift card, loyalty
   points): ledger, loyalty and notifications;
-- 10..12: `customer.reward_redemptions.completed` (on three cards): the same three handlers;
+- 10..12: `customer.reward_redemptions.completed`: the same three handlers;
 - 13: `redemption.rollback.succeeded` of event n - 7's redemption: the ledger;
 - 14..19: `redemption.failed` and four types no handler takes (`voucher.updated`, …),
   carrying the data of recorded events: `ignored`.
@@ -49,6 +50,9 @@ deliveries pile up as the log grows."""
 
 N = "@N@"  # the event's number in a template
 ORIGINAL = "@O@"  # the number of the event whose redemption a rollback rolls back
+AT = "@T@"  # when the event happened: its receipt time
+CARD = "@C@"  # which of `CARDS` loyalty cards it concerns
+CARDS = 5000
 CHUNK = 100_000
 
 IGNORED = (
@@ -62,34 +66,25 @@ IGNORED = (
 """Types no handler takes, as (type, the recorded event whose data it carries)."""
 
 
-def _at(n: int) -> str:
-    return f"2026-01-01T00:00:{n % 60:02d}.000Z"
-
-
 def _redemption(variant: int, n: str) -> dict[str, Any]:
-    common = {"order_id": f"ord_{n}", "created_at": _at(variant)}
+    common = {"order_id": f"ord_{n}", "created_at": AT}
     if variant < 2:
         return redemption(f"r_{n}", tier_id=f"promo_{variant}", **common)
     if variant < 4:
-        return redemption(
-            f"r_{n}", kind="gift", voucher_id=f"v_gift_{variant}", applied=700, **common
-        )
+        return redemption(f"r_{n}", kind="gift", voucher_id=f"v_gift_{CARD}", applied=700, **common)
     if variant < 6:
-        return redemption(
-            f"r_{n}", kind="loyalty", voucher_id=f"card_{variant}", points=100, **common
-        )
+        return redemption(f"r_{n}", kind="loyalty", voucher_id=f"card_{CARD}", points=100, **common)
     return redemption(f"r_{n}", **common)
 
 
 @cache
 def templates() -> tuple[tuple[str, str], ...]:
-    """(type, body with the placeholders N and ORIGINAL) for n % 20 = 0, 1, …, 19."""
+    """(type, body with the placeholders N, ORIGINAL, AT and CARD) for n % 20 = 0, 1, …, 19."""
     bodies: list[tuple[str, dict[str, Any]]] = []
     for variant in range(10):
         bodies.append(("redemption.succeeded", _redemption(variant, N)))
-    for variant in range(3):
-        card = f"card_rw_{variant}"
-        data = reward_redemption(f"rewr_{N}", card, balance=5000, points=100, at=_at(variant))
+    for _ in range(3):
+        data = reward_redemption(f"rewr_{N}", f"card_rw_{CARD}", balance=5000, points=100, at=AT)
         bodies.append(("customer.reward_redemptions.completed", data))
     bodies.append(("redemption.rollback.succeeded", rollback(_redemption(6, ORIGINAL), f"rr_{N}")))
     bodies.extend((kind, example(recorded)) for kind, recorded in IGNORED)
@@ -125,8 +120,10 @@ SELECT 'evt_' || n,
        CASE WHEN {_QUARANTINED} THEN 'quarantined' WHEN {_KIND} >= 14 THEN 'ignored'
             WHEN {_FAILED} THEN 'failed' WHEN {_PENDING} THEN 'pending' ELSE 'processed' END,
        {_AT},
-       convert_to(replace(replace((CAST(:bodies AS text[]))[1 + {_KIND}], '{N}', n::text),
-                          '{ORIGINAL}', (n - 7)::text), 'UTF8'),
+       convert_to(replace(replace(replace(replace(
+           (CAST(:bodies AS text[]))[1 + {_KIND}], '{N}', n::text), '{ORIGINAL}', (n - 7)::text),
+           '{AT}', to_char({_AT} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+           '{CARD}', ((n / 20) % {CARDS})::text), 'UTF8'),
        CAST(:headers AS json),
        '203.0.113.' || (n % 250),
        'whs_' || n,
