@@ -28,13 +28,16 @@ The database is dropped at the end, also on error or Ctrl-C.
 
 Run:  uv run python -m bench.size [--sizes 10000,100000,1000000] [--repeats 7] [--no-rebuild]
 
-Seen on 2026-12-02 (2 cores shared with other engineers' tests and benchmarks, PostgreSQL 15;
-the medians move by 2-4x between runs of the same size, so read ratios near 1-3 as flat):
-every query above is planned through an index (`tests/test_query_plans.py` checks it) and
-took 0.6-3.8 ms at every size, replay's dry-run selection 9-60 ms (its 250 failed events and
-the 1,800 events of a half hour, the same at every size), the scrape 10-21 ms. Rebuild grows
-with the log: 700k events folded at 1M in 120-186 s (3,800-5,800 events/s), peak RSS 105 MB
-at 10k, 300 MB at 100k, 2,150 MB at 1M.
+Seen on 2026-12-02 (2 cores shared with other engineers' tests and benchmarks, PostgreSQL 15,
+shared_buffers 128 MB; the medians move by 2-5x between runs of the same size, so read ratios
+up to about 3 as flat): every query above is planned through an index
+(`tests/test_query_plans.py` checks it) and took 0.6-7.4 ms at every size, replay's dry-run
+selection 10-200 ms (its 250 failed events and the 1,800 events of a half hour, the same at
+every size), the scrape 10-27 ms. `--since` a recent hour costs 0.7 ms at 10k and 7 ms at
+1M: at 1M the planner reads the hour's 3,600 events by `received_at` and sorts them instead of
+walking the newest ones, a cost of the window, not of the log. Rebuild grows with the log:
+700k events folded at 1M in 120-231 s (3,000-5,800 events/s), peak RSS about 120 MB at 10k,
+350 MB at 100k, 2,450 MB at 1M.
 """
 
 from __future__ import annotations
