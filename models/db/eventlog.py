@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 
 from models.db.insert import insert
 from models.db.tables import event_counts, events
@@ -170,8 +170,16 @@ def claim_due(
     Rows are locked until the caller commits, and locked rows are skipped, so several
     sweepers share the work instead of publishing the same events together.
     """
+    stmt = claim_due_statement(now, after=after, redispatch_after=redispatch_after, limit=limit)
+    return list(conn.scalars(stmt))
+
+
+def claim_due_statement(
+    now: datetime, *, after: float, redispatch_after: float, limit: int
+) -> Select[Any]:
+    """The query of `claim_due`."""
     unheld = events.c.lease_until.is_(None)
-    stmt = (
+    return (
         select(events.c.id)
         .where(events.c.status == "pending")
         .where(
@@ -189,7 +197,6 @@ def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(conn.scalars(stmt))
 
 
 def load(conn: Connection, ids: Sequence[str]) -> list[Any]:
@@ -237,13 +244,17 @@ def set_statuses(
 def counts(conn: Connection) -> list[tuple[str | None, str, int]]:
     """(type, status, count) over the whole log, read from the counts the triggers keep: a
     few rows however long the log is."""
+    return [(row[0] or None, row[1], int(row[2])) for row in conn.execute(counts_statement())]
+
+
+def counts_statement() -> Select[Any]:
+    """The query of `counts`."""
     total = func.sum(event_counts.c.n)
-    stmt = (
+    return (
         select(event_counts.c.type, event_counts.c.status, total)
         .group_by(event_counts.c.type, event_counts.c.status)
         .having(total != 0)
     )
-    return [(row[0] or None, row[1], int(row[2])) for row in conn.execute(stmt)]
 
 
 UNDISPATCHED_COUNTED = 10_000
@@ -254,37 +265,35 @@ def backlog(conn: Connection, now: datetime) -> tuple[int, int, float]:
     """(pending events, of which never dispatched (at most UNDISPATCHED_COUNTED), age in
     seconds of the oldest pending). Bounded: counts from event_counts, a limited scan of the
     outbox index, and its first row."""
-    pending = conn.execute(
-        select(func.coalesce(func.sum(event_counts.c.n), 0)).where(
-            event_counts.c.status == "pending"
-        )
-    ).scalar_one()
+    pending, undispatched, oldest = backlog_statements()
+    waiting = conn.execute(pending).scalar_one()
+    never = conn.execute(undispatched).scalar_one()
+    first = conn.execute(oldest).scalar_one()
+    age = (now - first).total_seconds() if first is not None else 0.0
+    return int(waiting), int(never), max(age, 0.0)
+
+
+def backlog_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The queries of `backlog`: pending events, never dispatched ones, the oldest pending."""
+    pending = select(func.coalesce(func.sum(event_counts.c.n), 0)).where(
+        event_counts.c.status == "pending"
+    )
     waiting = (
         select(events.c.seq)
         .where(events.c.status == "pending", events.c.dispatched_at.is_(None))
         .limit(UNDISPATCHED_COUNTED)
         .subquery()
     )
-    undispatched = conn.execute(select(func.count()).select_from(waiting)).scalar_one()
-    oldest = conn.execute(
-        select(func.min(events.c.received_at)).where(events.c.status == "pending")
-    ).scalar_one()
-    age = (now - oldest).total_seconds() if oldest is not None else 0.0
-    return int(pending), int(undispatched), max(age, 0.0)
+    undispatched = select(func.count()).select_from(waiting)
+    oldest = select(func.min(events.c.received_at)).where(events.c.status == "pending")
+    return pending, undispatched, oldest
 
 
 def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]:
     """Quantiles of seconds from receipt to processed, over the most recent processed events."""
-    stmt = (
-        select(events.c.received_at, events.c.processed_at)
-        .where(events.c.status == "processed")
-        .where(events.c.processed_at.is_not(None))
-        .order_by(events.c.seq.desc())
-        .limit(sample)
-    )
     seconds = sorted(
         max((processed - received).total_seconds(), 0.0)
-        for received, processed in conn.execute(stmt)
+        for received, processed in conn.execute(processing_latency_statement(sample))
     )
     if not seconds:
         return {}
@@ -292,6 +301,17 @@ def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]
         label: seconds[min(len(seconds) - 1, int(q * len(seconds)))]
         for label, q in (("0.5", 0.5), ("0.9", 0.9), ("0.99", 0.99))
     }
+
+
+def processing_latency_statement(sample: int = 1000) -> Select[Any]:
+    """The query of `processing_latency`."""
+    return (
+        select(events.c.received_at, events.c.processed_at)
+        .where(events.c.status == "processed")
+        .where(events.c.processed_at.is_not(None))
+        .order_by(events.c.seq.desc())
+        .limit(sample)
+    )
 
 
 def select_events(
@@ -306,6 +326,29 @@ def select_events(
     newest_first: bool = False,
 ) -> list[Any]:
     """Events matching every filter given (ids, type, status, received since/until)."""
+    stmt = select_events_statement(
+        ids=ids,
+        event_type=event_type,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        newest_first=newest_first,
+    )
+    return list(conn.execute(stmt))
+
+
+def select_events_statement(
+    *,
+    ids: Sequence[str] = (),
+    event_type: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> Select[Any]:
+    """The query of `select_events`."""
     stmt = select(
         events.c.seq,
         events.c.id,
@@ -328,7 +371,7 @@ def select_events(
     stmt = stmt.order_by(events.c.seq.desc() if newest_first else events.c.seq)
     if limit:
         stmt = stmt.limit(limit)
-    return list(conn.execute(stmt))
+    return stmt
 
 
 def get(conn: Connection, event_id: str) -> Any | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select, update
 
 from models.db.batch_sql import insert_many
 from models.db.tables import notifications
@@ -224,24 +224,7 @@ def stale(conn: Connection, now: datetime, older_than: datetime, limit: int = 50
     broker that restarted or was down when a retry was published). Their leases are cleared:
     the caller queues them again, and whoever takes that message leases them. Queuing one
     again never sends it twice: `claim` takes it once."""
-    ids = list(
-        conn.scalars(
-            select(notifications.c.seq)
-            .where(notifications.c.status == "pending")
-            .where(
-                or_(
-                    notifications.c.lease_until < now,
-                    and_(
-                        notifications.c.lease_until.is_(None),
-                        notifications.c.due_at < older_than,
-                    ),
-                )
-            )
-            .order_by(notifications.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    ids = list(conn.scalars(stale_statement(now, older_than, limit)))
     if ids:
         conn.execute(
             update(notifications).where(notifications.c.seq.in_(ids)).values(lease_until=None)
@@ -249,14 +232,39 @@ def stale(conn: Connection, now: datetime, older_than: datetime, limit: int = 50
     return ids
 
 
+def stale_statement(now: datetime, older_than: datetime, limit: int = 500) -> Select[Any]:
+    """The query of `stale`."""
+    return (
+        select(notifications.c.seq)
+        .where(notifications.c.status == "pending")
+        .where(
+            or_(
+                notifications.c.lease_until < now,
+                and_(
+                    notifications.c.lease_until.is_(None),
+                    notifications.c.due_at < older_than,
+                ),
+            )
+        )
+        .order_by(notifications.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 def listing(conn: Connection, *, status: str | None, event_id: str | None, limit: int) -> list[Any]:
     """Deliveries across events, newest first, for the command line."""
+    return list(conn.execute(listing_statement(status=status, event_id=event_id, limit=limit)))
+
+
+def listing_statement(*, status: str | None, event_id: str | None, limit: int) -> Select[Any]:
+    """The query of `listing`."""
     query = select(notifications).order_by(notifications.c.seq.desc()).limit(limit)
     if status is not None:
         query = query.where(notifications.c.status == status)
     if event_id is not None:
         query = query.where(notifications.c.event_id == event_id)
-    return list(conn.execute(query))
+    return query
 
 
 def statuses(conn: Connection, ids: Sequence[int]) -> dict[int, str]:

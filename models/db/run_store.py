@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, or_, select, text, update
+from sqlalchemy import Connection, Select, bindparam, case, or_, select, text, update
 
 from models.db import bulk_io as bulk
 from models.db.batch_sql import among, as_json, insert_many, rows_from
@@ -105,12 +105,15 @@ def record_failure(
 
 
 def statuses(conn: Connection, event_ids: list[str]) -> dict[tuple[str, str], str]:
-    rows = conn.execute(
-        select(handler_runs.c.event_id, handler_runs.c.handler, handler_runs.c.status).where(
-            handler_runs.c.event_id.in_(event_ids)
-        )
-    )
+    rows = conn.execute(statuses_statement(event_ids))
     return {(row[0], row[1]): row[2] for row in rows}
+
+
+def statuses_statement(event_ids: list[str]) -> Select[Any]:
+    """The query of `statuses`: the runs of these events."""
+    return select(handler_runs.c.event_id, handler_runs.c.handler, handler_runs.c.status).where(
+        handler_runs.c.event_id.in_(event_ids)
+    )
 
 
 def for_event(conn: Connection, event_id: str) -> list[Any]:

@@ -267,7 +267,8 @@ notifications = Table(
         unique=True,
     ),
     Index("ix_notifications_event_id", "event_id"),
-    Index("ix_notifications_status", "status"),
+    # By status in sequence order: a newest-first page in one status reads that page only.
+    Index("ix_notifications_status_seq", "status", "seq"),
     # The senders take a channel's waiting deliveries, those due first first.
     Index("ix_notifications_status_channel_due_at", "status", "channel", "due_at"),
 )

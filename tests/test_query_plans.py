@@ -1,0 +1,212 @@
+"""Every hot query reads through an index: its cost stays flat as the log grows.
+
+A log of realistic size (`LOG` events with their handler runs and notifications, made by
+`tests.support.large_log`, then ANALYZEd) on PostgreSQL, and each hot query as the code builds
+it (`events list` with each filter, replay's selection, the sweeps, the metrics, the
+notifications list) planned by EXPLAIN with the values the code passes: no plan may read
+`events`, `handler_runs` or `notifications` sequentially. `bench.size` measures the same
+queries from 10k to 1M events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, select, text
+
+from models.db import eventlog, notification_store, run_store, schema
+from models.db.engine import make_engine
+from models.db.tables import events
+from tests.support import large_log
+from tests.support.services import postgres_database
+from workers.settings import Settings
+
+LOG = 100_000
+"""Events in the log: enough that reading a table whole costs far more than an index."""
+LARGE = {"events", "handler_runs", "notifications"}
+SWEEP_AFTER: float = Settings.model_fields["sweep_after"].default
+REDISPATCH_AFTER: float = Settings.model_fields["redispatch_after"].default
+"""The sweep's delays at default settings."""
+
+
+@dataclass(frozen=True)
+class Log:
+    engine: Engine
+    base: datetime
+
+    def at(self, n: int) -> datetime:
+        """When event n was received."""
+        return large_log.received_at(self.base, n)
+
+
+@pytest.fixture(scope="module")
+def log() -> Iterator[Log]:
+    with postgres_database() as url:
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        base = large_log.base_for(LOG)
+        with engine.begin() as conn:
+            large_log.fill(conn, base, 1, LOG)
+            large_log.analyze(conn)
+        yield Log(engine, base)
+        engine.dispose()
+
+
+Query = Callable[[Log], Any]
+"""A hot query, as the code builds it, on the log."""
+
+
+def _listed(**filters: Any) -> Query:
+    """`events list`: newest first, 50 by default (workers.commands.events)."""
+    return lambda log: eventlog.select_events_statement(
+        **{k: f(log) if callable(f) else f for k, f in filters.items()},
+        limit=50,
+        newest_first=True,
+    )
+
+
+def _replayed(**filters: Any) -> Query:
+    """`replay`'s selection (workers.commands.replay): every match, in receipt order."""
+    return lambda log: eventlog.select_events_statement(
+        **{k: f(log) if callable(f) else f for k, f in filters.items()}
+    )
+
+
+def _hour_ago(log: Log) -> datetime:
+    return log.at(LOG - 3600)
+
+
+def _half_hour_ago(log: Log) -> datetime:
+    return log.at(LOG - 1800)
+
+
+def _day_ago(log: Log) -> datetime:
+    return log.at(LOG - 86_400)
+
+
+FAILED_IDS = [f"evt_{n}" for n in range(5, large_log.SPECIAL, 40)]
+"""The failed events (tests.support.large_log): what `replay --status failed` chooses."""
+
+HOT: dict[str, Query] = {
+    "events list": _listed(),
+    "events list --type (common)": _listed(event_type="redemption.succeeded"),
+    "events list --type (rare)": _listed(event_type="redemption.rollback.succeeded"),
+    "events list --type (never stored)": _listed(event_type="voucher.deleted"),
+    "events list --status failed": _listed(status="failed"),
+    "events list --status pending": _listed(status="pending"),
+    "events list --status quarantined": _listed(status="quarantined"),
+    "events list --status processed": _listed(status="processed"),
+    "events list --since (an hour)": _listed(since=_hour_ago),
+    "events list --since (a day)": _listed(since=_day_ago),
+    "events list --type --status": _listed(event_type="redemption.succeeded", status="failed"),
+    "events list --type --since": _listed(event_type="redemption.succeeded", since=_hour_ago),
+    "events list --status --since": _listed(status="failed", since=_day_ago),
+    "replay --status failed": _replayed(status="failed"),
+    "replay --type --status failed": _replayed(event_type="redemption.succeeded", status="failed"),
+    "replay --since --until": _replayed(since=_hour_ago, until=_half_hour_ago),
+    "replay --type --since --until": _replayed(
+        event_type="redemption.succeeded", since=_hour_ago, until=_half_hour_ago
+    ),
+    "replay --status failed --since": _replayed(status="failed", since=_day_ago),
+    "replay --event-id": _replayed(ids=lambda _log: FAILED_IDS),
+    "replay: the handler runs of the selection": lambda _log: run_store.statuses_statement(
+        FAILED_IDS
+    ),
+    "sweep: events due": lambda _log: eventlog.claim_due_statement(
+        datetime.now(UTC),
+        after=SWEEP_AFTER,
+        redispatch_after=REDISPATCH_AFTER,
+        limit=1000,
+    ),
+    "sweep: stale notifications": lambda _log: notification_store.stale_statement(
+        datetime.now(UTC), datetime.now(UTC) - timedelta(seconds=REDISPATCH_AFTER)
+    ),
+    "metrics: counts": lambda _log: eventlog.counts_statement(),
+    "metrics: backlog": lambda _log: eventlog.backlog_statements()[0],
+    "metrics: never dispatched": lambda _log: eventlog.backlog_statements()[1],
+    "metrics: oldest pending": lambda _log: eventlog.backlog_statements()[2],
+    "metrics: processing latency": lambda _log: eventlog.processing_latency_statement(),
+    "notifications list": lambda _log: notification_store.listing_statement(
+        status=None, event_id=None, limit=50
+    ),
+    "notifications list --status failed": lambda _log: notification_store.listing_statement(
+        status="failed", event_id=None, limit=50
+    ),
+    "notifications list --status pending": lambda _log: notification_store.listing_statement(
+        status="pending", event_id=None, limit=50
+    ),
+    "notifications list --event-id": lambda _log: notification_store.listing_statement(
+        status=None, event_id="evt_99000", limit=50
+    ),
+}
+
+
+def explain(conn: Connection, statement: Any, form: str = "JSON") -> Any:
+    """The plan of `statement` with the values it carries, as the driver sends them."""
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    found = conn.exec_driver_sql(f"EXPLAIN (FORMAT {form}) {compiled.string}", compiled.params)
+    return found.scalar_one() if form == "JSON" else "\n".join(row[0] for row in found)
+
+
+def sequential_scans(plan: Any) -> set[str]:
+    """The tables a plan (EXPLAIN's JSON) reads sequentially."""
+    scans: set[str] = set()
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        if node["Node Type"] == "Seq Scan":
+            scans.add(node["Relation Name"])
+        nodes.extend(node.get("Plans", ()))
+    return scans
+
+
+@pytest.mark.parametrize("name", list(HOT))
+def test_a_hot_query_reads_no_large_table_whole(log: Log, name: str) -> None:
+    statement = HOT[name](log)
+    with log.engine.connect() as conn:
+        scanned = sequential_scans(explain(conn, statement)) & LARGE
+        shown = explain(conn, statement, "TEXT") if scanned else ""
+    assert not scanned, (
+        f"{name} reads {', '.join(sorted(scanned))} sequentially on a log of {LOG} events: "
+        f"its cost grows with the log. Give it an index (a new migration and the Index in "
+        f"models/db/tables.py) or rewrite it. The plan:\n{shown}"
+    )
+
+
+def sorts(plan: Any) -> bool:
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        if node["Node Type"] in ("Sort", "Incremental Sort"):
+            return True
+        nodes.extend(node.get("Plans", ()))
+    return False
+
+
+@pytest.mark.parametrize("status", ["failed", "pending", "sent"])
+def test_a_page_of_deliveries_in_one_status_reads_that_page_only(log: Log, status: str) -> None:
+    """Failed deliveries pile up with the log (addresses that bounce): the newest page of them
+    is read in index order, not found among them all and sorted."""
+    statement = notification_store.listing_statement(status=status, event_id=None, limit=50)
+    with log.engine.connect() as conn:
+        plan = explain(conn, statement)
+        shown = explain(conn, statement, "TEXT") if sorts(plan) else ""
+    assert not sorts(plan), f"notifications list --status {status} sorts every match:\n{shown}"
+
+
+def test_a_query_without_an_index_is_caught(log: Log) -> None:
+    """The check above sees a sequential scan when there is one (nothing indexes the remote
+    address)."""
+    with log.engine.connect() as conn:
+        plan = explain(conn, select(events.c.id).where(events.c.remote_addr == "203.0.113.7"))
+    assert sequential_scans(plan) == {"events"}
+
+
+def test_the_log_is_as_large_as_claimed(log: Log) -> None:
+    with log.engine.connect() as conn:
+        stored = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'events'"))
+        assert stored.scalar_one() == pytest.approx(LOG, rel=0.05)
