@@ -18,11 +18,14 @@ from starlette.routing import Route
 
 from receiver.admin import Cached, refusal, state_of
 from receiver.config import ReceiverConfig
-from receiver.delivery import RETRY_AFTER, DeliveryEndpoint
+from receiver.delivery import RETRY_AFTER, DeliveryEndpoint, Receive, Scope, Send
 from receiver.limits import ByteBudget
 from receiver.metrics import ReceiverMetrics
 from receiver.outbox import Dispatcher, Publish
 from receiver.store import EventWriter
+
+WEBHOOK_PATH = "/webhooks/voucherify"
+WEBHOOK_PREFIX = WEBHOOK_PATH + "/"
 
 
 def create_app(
@@ -33,7 +36,7 @@ def create_app(
     *,
     probe_engine: Engine | None = None,
     broker_check: Callable[[], None] | None = None,
-) -> Starlette:
+) -> Front:
     """Build the receiver. `writer_engine` stores deliveries from the event loop; `engine`
     serves the rest (outbox, metrics) from threads; `probe_engine` (default `engine`) answers
     /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down."""
@@ -79,8 +82,8 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhooks/voucherify", deliveries, methods=["POST"]),
-            Route("/webhooks/voucherify/{event_type:path}", deliveries, methods=["POST"]),
+            Route(WEBHOOK_PATH, deliveries, methods=["POST"]),
+            Route(WEBHOOK_PREFIX + "{event_type:path}", deliveries, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -89,7 +92,38 @@ def create_app(
     )
     # A webhook is never redirected: a path that matches no route is a 404, not a 307.
     app.router.redirect_slashes = False
-    return app
+    return Front(app, deliveries)
+
+
+class Front:
+    """Sends a POST to the webhook path straight to its endpoint, and everything else
+    (health, readiness, metrics, lifespan, 404 and 405) through Starlette.
+
+    Starlette's middleware and router cost a delivery about as much as verifying its signature
+    (docs/performance.md). The routes above still list the endpoint, and match the same paths:
+    `{event_type:path}` is whatever follows the slash. An exception escaping the endpoint is
+    logged by uvicorn, which answers 500, as Starlette's error middleware would.
+    """
+
+    def __init__(self, app: Starlette, deliveries: DeliveryEndpoint) -> None:
+        self.app = app
+        self._deliveries = deliveries
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and not scope.get("root_path")  # served under a prefix: Starlette strips it
+            # Starlette's route patterns treat a line feed specially: leave such paths to it.
+            and "\n" not in (path := scope["path"])
+        ):
+            if path == WEBHOOK_PATH:
+                scope["path_params"] = {}
+                return await self._deliveries(scope, receive, send)
+            if path.startswith(WEBHOOK_PREFIX):
+                scope["path_params"] = {"event_type": path[len(WEBHOOK_PREFIX) :]}
+                return await self._deliveries(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def _ping(engine: Engine) -> None:
