@@ -39,6 +39,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from types import FrameType
 from typing import Any
 
@@ -440,6 +441,13 @@ def report(phases: list[Phase], args: argparse.Namespace, log_notes: list[str]) 
         rounds = zip(phase.baseline_runs, phase.receiver_runs, strict=True)
         shown = ", ".join(f"{b.rps:.0f} / {r.rps:.0f}" for b, r in rounds)
         print(f"{phase.database} rounds (baseline / receiver req/s): {shown}")
+        base_median = median(m.rps for m in phase.baseline_runs)
+        recv_median = median(m.rps for m in phase.receiver_runs)
+        ratio = _fmt(recv_median / base_median if base_median else None, 2)
+        print(
+            f"{phase.database} medians: baseline {base_median:.0f}, receiver {recv_median:.0f} "
+            f"req/s, ratio {ratio}"
+        )
     print()
     print("stored check (rows added to the table == 2xx answers):")
     for phase in phases:

@@ -3,11 +3,13 @@
 PostgreSQL takes the whole batch as one `INSERT … SELECT … FROM unnest(…)` on asyncpg itself
 (models.db.eventlog.INSERT_NEW_UNNEST): one statement, prepared once per connection, is its own
 transaction, so a batch costs one round trip and one commit, and no SQLAlchemy work per row.
+Its connections compress bodies with lz4 where the server can (eventlog.PREFER_LZ4).
 Other databases (SQLite) go through SQLAlchemy's executemany in an explicit transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 import asyncpg
@@ -92,6 +94,7 @@ class AsyncpgInserter:
             connection = await self._engine.connect()
             try:
                 raw = await connection.get_raw_connection()
+                await _prefer_lz4(raw.driver_connection)
             except BaseException:
                 await connection.close()
                 raise
@@ -105,3 +108,9 @@ class AsyncpgInserter:
             driver.terminate()  # at once: a graceful close would wait on a cut network
             await connection.invalidate()
             await connection.close()
+
+
+async def _prefer_lz4(driver: Any) -> None:
+    # Refused before PostgreSQL 14, or by a server built without lz4: bodies stay pglz.
+    with contextlib.suppress(asyncpg.PostgresError):
+        await driver.execute(eventlog.PREFER_LZ4)

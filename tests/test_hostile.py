@@ -33,6 +33,7 @@ from tests.support import hostile, services
 from tests.support.hostile import KEY, SUCCESS_STATUSES, WEBHOOK_PATH, Delivery
 from tests.support.payloads import REDEMPTION, dumps, envelope
 from tests.support.processes import Receiver, base_env, voucherhook
+from tests.support.services import wait_for
 
 # 4 fuzz tests x 2,500 examples: 10,000 deliveries.
 FUZZ_EXAMPLES = 2_500
@@ -551,6 +552,52 @@ def test_a_slow_client_gets_408_and_others_are_served_meanwhile(
     assert elapsed and elapsed[0] < 2 + 1.5
     assert len(served) >= 5
     assert all(code == 202 and seconds < 1 for code, seconds in served), served
+
+
+@pytest.fixture
+def one_body_budget(database_url: str) -> Iterator[Receiver]:
+    """A receiver whose bytes for unverified bodies hold exactly one body of the largest size."""
+    queue = f"vh-test-{uuid.uuid4().hex[:10]}"
+    env = base_env(
+        database_url,
+        services.REDIS_URL,
+        VOUCHERHOOK_QUEUE=queue,
+        VOUCHERHOOK_MAX_BODY_BYTES="4096",
+        VOUCHERHOOK_PREAUTH_BYTES="4096",
+    )
+    process = Receiver(env, "--no-worker")
+    yield process
+    process.stop()
+    redis.Redis.from_url(services.REDIS_URL).delete(queue)
+
+
+def test_a_client_that_leaves_mid_body_is_not_answered_and_releases_its_bytes(
+    one_body_budget: Receiver, event_log: EventLog
+) -> None:
+    """Headers and part of a body, then the connection closes: nothing is stored, nothing is
+    logged as an error, and the bytes it held are given back: the budget holds one body, so
+    a signed body of the full size is accepted once the abandoned ones are gone."""
+    receiver = one_body_budget
+    before = event_log.count()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", receiver.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /webhooks/voucherify HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n"
+                + f"{HEADER}: {'0' * 64}\r\n\r\n".encode()
+                + b"{" * 100
+            )
+    body = padded_to(4096)
+    answers: list[int] = []
+
+    def accepted() -> bool:
+        response = httpx.post(receiver.webhook_url, content=body, headers=signed_headers(body))
+        answers.append(response.status_code)
+        return response.status_code == 202
+
+    wait_for(accepted, 10, what="a full-size body accepted after the abandoned ones")
+    assert set(answers) <= {202, 503}, answers  # busy only while one was still being closed
+    assert event_log.count() == before + 1
+    assert "Traceback" not in receiver.output()
 
 
 DISTINCT_SECRET = "whsec_Hostile_Canary_7f3a9c2e51"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -246,6 +247,36 @@ def test_fifty_concurrent_deliveries_of_one_event_store_one_row(
             select(func.count()).select_from(events).where(events.c.id == payload["event"]["id"])
         )
     assert rows == 1
+
+
+def test_concurrent_deliveries_are_each_committed_before_their_answer(
+    receiver: Receiver, event_log: EventLog
+) -> None:
+    """Many deliveries at once share commits; each one's row is already visible from another
+    connection the moment its 202 arrives, and every one is stored."""
+    payloads = [envelope(REDEMPTION) for _ in range(200)]
+    missing_at_answer: list[str] = []
+
+    async def deliver(client: httpx.AsyncClient, payload: dict[str, Any]) -> int:
+        body = dumps(payload)
+        headers = {HEADER: sign(body, KEY), "content-type": "application/json"}
+        response = await client.post(receiver.webhook_url, content=body, headers=headers)
+        event_id = response.json()["event_id"]
+        if await asyncio.to_thread(event_log.get, event_id) is None:
+            missing_at_answer.append(event_id)
+        return response.status_code
+
+    async def deliver_all() -> list[int]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            return await asyncio.gather(*(deliver(client, p) for p in payloads))
+
+    codes = asyncio.run(deliver_all())
+
+    assert codes == [202] * len(payloads)
+    assert missing_at_answer == []
+    stored = [event_log.get(p["event"]["id"]) for p in payloads]
+    assert all(row is not None for row in stored)
 
 
 def test_health_readiness_and_metrics(receiver: Receiver) -> None:

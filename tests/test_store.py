@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, text
@@ -101,8 +102,6 @@ def test_a_connection_the_server_dropped_is_replaced(postgres_url: str) -> None:
 
 def test_a_row_the_database_refuses_fails_alone_not_its_batch(postgres_url: str) -> None:
     """A NUL in a text column is refused by PostgreSQL: only that delivery is turned away."""
-    from dataclasses import replace
-
     from receiver.store import StoreUnavailable
 
     good = [event(f"evt_{uuid.uuid4().hex}") for _ in range(30)]
@@ -172,3 +171,24 @@ def test_during_a_database_stall_the_queue_is_bounded_and_expired_requests_are_d
     # At most what the two writers had in hand when the database stalled may have committed.
     assert len(stored_ids(postgres_url, ids)) <= 20
     assert after is True
+
+
+def test_bodies_are_stored_byte_for_byte_and_compressed_with_lz4(postgres_url: str) -> None:
+    """The writer's connections ask for lz4, which costs the server less CPU than pglz; what
+    is read back is the body as it arrived."""
+    body = b'{"data": {"items": [%s]}}' % b", ".join(
+        b'{"id": "item_%d", "name": "a line of an order"}' % n for n in range(120)
+    )
+    stored = replace(event(f"evt_{uuid.uuid4().hex}"), body=body)
+
+    asyncio.run(store_all(postgres_url, [stored]))
+
+    engine = make_engine(postgres_url)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT body, pg_column_compression(body) FROM events WHERE id = :id"),
+            {"id": stored.id},
+        ).one()
+    engine.dispose()
+    assert bytes(row[0]) == body
+    assert row[1] == "lz4"

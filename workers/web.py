@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-
 from models.db.engine import make_async_engine, make_engine
-from receiver.app import create_app
+from receiver.app import Front, create_app
 from receiver.config import ReceiverConfig
 from workers import logs
 from workers.celery_app import check_broker, make_celery, publisher
 from workers.settings import load_settings
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> Front:
     """uvicorn's factory: each web process reads the environment and builds its own app."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
