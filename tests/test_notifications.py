@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from models.db import notification_store
+from models.db import notification_store, schema
+from models.db.engine import make_engine
 from models.notifications import NOT_ONE_ADDRESS, WEBHOOK_RECIPIENT, Message
 from tests.support.processes import base_env, voucherhook
 from tests.support.processing import notifications, store
-from tests.support.services import free_port
+from tests.support.services import free_port, postgres_database
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION
@@ -221,3 +222,36 @@ def test_a_recipient_refused_by_the_smtp_server_is_not_named_in_the_error_or_the
     assert str(direct.value) == row.error.removeprefix("SendError: ")
     [note] = json.loads(listed.stdout)
     assert note["error"] == row.error
+
+
+# Claiming ---------------------------------------------------------------------------------------
+
+
+def test_a_claim_takes_at_most_its_limit_on_a_table_postgresql_has_no_statistics_of() -> None:
+    """On a table never analysed PostgreSQL runs a `LIMIT … SKIP LOCKED` subquery of an UPDATE
+    again for every row the update looks at, each run taking the next rows: a fresh database,
+    since the tests' shared one has statistics once autovacuum has been by."""
+    with postgres_database() as url:
+        engine = make_engine(url)
+        try:
+            schema.upgrade(engine)
+            event_id = store(engine, REDEMPTION, recorded.redemption("r_claim_limit"))
+            now = datetime.now(UTC)
+            messages = [
+                (event_id, Message("webhook", WEBHOOK_RECIPIENT, "s", "b", f"r_claim_{n}"))
+                for n in range(100)
+            ]
+            with engine.begin() as conn:
+                planned = notification_store.plan(conn, messages, now)
+            with engine.begin() as conn:
+                first = notification_store.claim_due(conn, "webhook", 16, due_by=now)
+            with engine.begin() as conn:
+                second = notification_store.claim_due(conn, "webhook", 16, ids=planned[:20])
+            with engine.connect() as conn:
+                states = notification_store.statuses(conn, planned)
+        finally:
+            engine.dispose()
+
+    assert [row.seq for row in first] == planned[:16]
+    assert [row.seq for row in second] == planned[16:20]
+    assert sorted(seq for seq, status in states.items() if status == "sending") == planned[:20]

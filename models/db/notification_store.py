@@ -74,10 +74,17 @@ def claim_due(
     ids: Sequence[int] | None = None,
 ) -> list[Any]:
     """Take up to `limit` deliveries of `channel` waiting to go out, due by `due_by` (any when
-    None) and among `ids` when given, those due first first, in one statement: each marked
-    `sending` with its attempt counted, as `claim` does; their rows as updated, in due order.
+    None) and among `ids` when given, those due first first: each marked `sending` with its
+    attempt counted, as `claim` does; their rows as updated, in due order.
 
-    Rows another transaction holds are skipped on PostgreSQL (SQLite has one writer)."""
+    The ids are chosen (rows another transaction holds skipped on PostgreSQL; SQLite has one
+    writer) before they are updated, in a statement of their own: inside the UPDATE, a
+    `LIMIT … FOR UPDATE SKIP LOCKED` subquery may run again for every row the update looks at
+    (a nested loop, the plan PostgreSQL picks for a table it has no statistics of yet), each
+    run skipping the rows the update has just taken and choosing the next ones, so that one
+    claim took every delivery waiting."""
+    if limit <= 0:
+        return []
     chosen = (
         select(notifications.c.seq)
         .where(notifications.c.status == "pending")
@@ -90,9 +97,12 @@ def claim_due(
         chosen = chosen.where(notifications.c.due_at <= due_by)
     if ids is not None:
         chosen = chosen.where(notifications.c.seq.in_(ids))
+    seqs = list(conn.scalars(chosen))
+    if not seqs:
+        return []
     rows = conn.execute(
         update(notifications)
-        .where(notifications.c.seq.in_(chosen))
+        .where(notifications.c.seq.in_(seqs))
         .where(notifications.c.status == "pending")
         .values(status="sending", attempts=notifications.c.attempts + 1, lease_until=None)
         .returning(*notifications.c)
