@@ -19,10 +19,11 @@ the processing of events.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
@@ -154,51 +155,103 @@ def _drain(
     *,
     ids: Sequence[int] | None = None,
 ) -> float | None:
-    """Send the channel's deliveries (due ones, or `ids`) batch after batch, appending to
-    `done`; the seconds after which a task should take what is left, or None.
+    """Send the channel's deliveries (due ones, or `ids`), appending to `done`; the seconds
+    after which a task should take what is left, or None.
 
-    With a `deadline` (a worker's task), only a slot within `HORIZON` is awaited; without one
-    (a replay), every slot is."""
+    As many are claimed as the sender sends at once (`parallel`), no more: each time sends
+    end, one transaction records their outcomes and claims as many again. A kill thus leaves
+    `sending` only the sends it cut short, and a failure of this process (the database, a
+    bug) lets the sends under way end, records them and puts back those not begun.
+
+    Only deliveries whose slots are within `HORIZON` are claimed. With a `deadline` (a worker's
+    task), the rest is left to a later task; without one (a replay), every slot is awaited."""
     rate = rates.rate(channel)
-    horizon = HORIZON if deadline is not None else math.inf
-    recorded = len(done)
+    window = max(1, int(getattr(sender, "parallel", 1)))
+    claim: _Claim | None = None
+    claiming = True
+    left = None if ids is None else list(ids)  # a replay tries each of its ids once
+    pause = 0.0
     wake_at: datetime | None = None
-    with _in_parallel(getattr(sender, "parallel", 1)) as pool:
-        while True:
+    with _Sends(engine, sender, policy, window) as sends:
+        while claiming or sends.in_flight:
+            if not claiming or sends.in_flight == window:
+                sends.wait()
+            elif pause:
+                sends.wait(pause)
+            finished = sends.finished()
+            want = window - sends.in_flight if claiming else 0
+            taken: _Claim | None = None
             with engine.begin() as conn:
-                _record(conn, done[recorded:])
-                recorded = len(done)
-                now = _now()
-                limited = math.isfinite(rate)
-                budget = notification_budget.lock(conn, channel) if limited else None
-                grant = pacing.grant(budget, now, rate, CHUNK, horizon)
-                rows: list[Any] = []
-                if grant.count:
-                    rows = notification_store.claim_due(
-                        conn, channel, grant.count, due_by=None if ids is not None else now, ids=ids
+                _record(conn, finished)
+                if want:
+                    claim = taken = _claim(conn, channel, rate, want, left)
+                    # A replay waits for the next slot; a worker's task leaves it to another.
+                    pause = claim.ahead - HORIZON if deadline is None else 0.0
+                    claiming = (claim.more or pause > 0) and not _out_of_time(deadline)
+                    if left is not None:
+                        claimed = {row.seq for row in claim.rows}
+                        left = [seq for seq in left if seq not in claimed]
+                        claiming = claiming and bool(left)
+                # Nothing more to send, nor any outcome to come: when to come back.
+                ended = not claiming and not sends.in_flight and not (taken and taken.rows)
+                if deadline is not None and claim and ended:
+                    wake_at = _schedule(
+                        conn, channel, claim.grant, claim.taken, claim.now, claim.more
                     )
-                if rows and limited:
-                    notification_budget.spend(conn, channel, grant.next_at(len(rows)))
-                more = bool(rows) and len(rows) == grant.count
-                last = not more or (deadline is not None and time.monotonic() >= deadline)
-                if last and not rows and deadline is not None:
-                    wake_at = _schedule(conn, channel, grant, 0, now, more)
-            slots = [grant.slot(index) if limited else None for index in range(len(rows))]
-            done.extend(
-                pool.map(
-                    lambda job: _send(sender, job[0], job[1], policy), zip(rows, slots, strict=True)
-                )
-            )
-            if last:
-                break
-    if rows:
-        with engine.begin() as conn:
-            _record(conn, done[recorded:])
-            if deadline is not None:
-                wake_at = _schedule(conn, channel, grant, len(rows), now, more)
+            sends.recorded(finished)
+            done.extend(finished)
+            if taken:  # only once the claim is committed: never sent twice
+                sends.start(taken.rows, taken.slots)
     if wake_at is None:
         return None
     return max(0.0, (wake_at - _now()).total_seconds())
+
+
+@dataclass(frozen=True)
+class _Claim:
+    rows: list[Any]
+    slots: list[datetime | None]
+    grant: pacing.Grant
+    now: datetime
+    more: bool
+    """As many were taken as the budget allowed: more may be due."""
+
+    @property
+    def ahead(self) -> float:
+        """Seconds from the claim to the channel's first free slot."""
+        return (self.grant.start - self.now).total_seconds()
+
+    @property
+    def taken(self) -> int:
+        return len(self.rows)
+
+
+def _claim(
+    conn: Connection,
+    channel: str,
+    rate: float,
+    wanted: int,
+    ids: Sequence[int] | None,
+) -> _Claim:
+    """Take up to `wanted` deliveries due (or of `ids`) that the channel's budget has slots
+    for within `HORIZON` seconds, and spend the slots."""
+    now = _now()
+    limited = math.isfinite(rate)
+    budget = notification_budget.lock(conn, channel) if limited else None
+    grant = pacing.grant(budget, now, rate, wanted, HORIZON)
+    rows: list[Any] = []
+    if grant.count:
+        rows = notification_store.claim_due(
+            conn, channel, grant.count, due_by=None if ids is not None else now, ids=ids
+        )
+    if rows and limited:
+        notification_budget.spend(conn, channel, grant.next_at(len(rows)))
+    slots = [grant.slot(index) if limited else None for index in range(len(rows))]
+    return _Claim(rows, slots, grant, now, bool(rows) and len(rows) == grant.count)
+
+
+def _out_of_time(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _schedule(
@@ -235,32 +288,116 @@ def _next_wake(
     return max(due, next_slot)
 
 
-def _wait_until(slot: datetime) -> None:
-    ahead = (slot - _now()).total_seconds()
-    if ahead > 0:
-        time.sleep(ahead)
+class _Sends:
+    """The sends under way on `window` threads (one request per connection, several
+    connections, for a sender whose `parallel` allows it; else one after the other), each at
+    its slot or later, never before.
+
+    Until its outcome is recorded, a delivery is `sending` in the database. Should this
+    process fail while some are (`__exit__` with an exception), those not begun are not begun
+    at all, the others end, and every outcome known is recorded in a transaction of its own;
+    those not begun go back to `pending` as they were."""
+
+    def __init__(self, engine: Engine, sender: Sender, policy: RetryPolicy, window: int) -> None:
+        self._engine = engine
+        self._sender = sender
+        self._policy = policy
+        self._pool = ThreadPoolExecutor(window, thread_name_prefix="notify")
+        self._stop = threading.Event()
+        self._running: dict[futures.Future[Delivered | None], Any] = {}
+        self._unrecorded: dict[int, Delivered] = {}
+        self._unknown: list[int] = []
+
+    @property
+    def in_flight(self) -> int:
+        """Claimed and not finished: counting those finished but not yet taken by `finished`."""
+        return len(self._running)
+
+    def start(self, rows: Sequence[Any], slots: Sequence[datetime | None]) -> None:
+        for row, slot in zip(rows, slots, strict=True):
+            future = self._pool.submit(self._send, row, slot)
+            self._running[future] = row
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until one of the sends under way has finished, or `timeout` seconds."""
+        if self._running:
+            futures.wait(self._running, timeout, return_when=futures.FIRST_COMPLETED)
+        elif timeout:
+            time.sleep(timeout)
+
+    def finished(self) -> list[Delivered]:
+        """The outcomes of the sends finished since the last call, to be recorded."""
+        outcomes = []
+        for future in [f for f in self._running if f.done()]:
+            row = self._running.pop(future)
+            if future.exception() is not None:
+                self._unknown.append(row.seq)
+            outcome = future.result()
+            if outcome is None:  # not begun: only once stopping
+                continue
+            self._unrecorded[row.seq] = outcome
+            outcomes.append(outcome)
+        return outcomes
+
+    def recorded(self, outcomes: Sequence[Delivered]) -> None:
+        for outcome in outcomes:
+            self._unrecorded.pop(outcome.notification_id, None)
+
+    def _send(self, row: Any, slot: datetime | None) -> Delivered | None:
+        if slot is not None:
+            ahead = (slot - _now()).total_seconds()
+            if ahead > 0:
+                self._stop.wait(ahead)
+        if self._stop.is_set():
+            return None
+        return _send(self._sender, row, self._policy)
+
+    def __enter__(self) -> _Sends:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self._pool.shutdown()
+            return
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+        self._rescue()
+
+    def _rescue(self) -> None:
+        """After a failure with deliveries claimed: record what is known."""
+        unknown, not_begun = list(self._unknown), []
+        for future, row in self._running.items():
+            error = future.exception()
+            if error is not None:
+                unknown.append(row.seq)
+                continue
+            outcome = future.result()
+            if outcome is None:
+                not_begun.append(row.seq)
+            else:
+                self._unrecorded[row.seq] = outcome
+        outcomes = list(self._unrecorded.values())
+        try:
+            with self._engine.begin() as conn:
+                _record(conn, outcomes)
+                notification_store.put_back(conn, not_begun)
+        except Exception as exc:
+            unknown += [d.notification_id for d in outcomes] + not_begun
+            log.error(
+                "notifications_left_sending", notifications=sorted(unknown),
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                action="check whether each arrived, then `voucherhook notifications release`",
+            )  # fmt: skip
+            return
+        if unknown:
+            log.error(
+                "notifications_left_sending", notifications=sorted(unknown),
+                action="check whether each arrived, then `voucherhook notifications release`",
+            )  # fmt: skip
 
 
-@contextmanager
-def _in_parallel(count: int) -> Iterator[Any]:
-    """Where a batch's sends run: `count` at once for a channel whose sender allows it (one
-    request per connection, several connections), else one after the other."""
-    if count <= 1:
-        yield _Serial()
-        return
-    with ThreadPoolExecutor(count, thread_name_prefix="notify") as pool:
-        yield pool
-
-
-class _Serial:
-    def map(self, fn: Any, jobs: Any) -> Iterator[Any]:
-        return map(fn, jobs)
-
-
-def _send(sender: Sender, row: Any, slot: datetime | None, policy: RetryPolicy) -> Delivered:
-    """Send one delivery, at its slot or later, never before."""
-    if slot is not None:
-        _wait_until(slot)
+def _send(sender: Sender, row: Any, policy: RetryPolicy) -> Delivered:
+    """Send one delivery; what became of it."""
     final = row.attempts >= policy.max_attempts
     try:
         sender.send(row.recipient, row.subject, row.body, f"{row.source_id}:{row.channel}")

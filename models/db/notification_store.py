@@ -110,6 +110,18 @@ def claim_due(
     return sorted(rows, key=lambda row: (row.due_at, row.seq))
 
 
+def put_back(conn: Connection, ids: Sequence[int]) -> None:
+    """Deliveries claimed and not sent after all (their worker failed before it began them):
+    `pending` again as they were, their attempt not counted."""
+    if ids:
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.seq.in_(ids))
+            .where(notifications.c.status == "sending")
+            .values(status="pending", attempts=notifications.c.attempts - 1)
+        )
+
+
 def next_due(conn: Connection, channel: str, *, after: datetime | None = None) -> datetime | None:
     """When the first delivery of `channel` still waiting is due (after `after` when given);
     None when none waits."""

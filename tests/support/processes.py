@@ -84,6 +84,15 @@ class Process:
             self.process.wait(30)
         self._out.close()
 
+    def shutdown(self, timeout: float = 60) -> None:
+        """SIGTERM to the process alone, as a service manager that spares its children does:
+        a worker finishes the tasks under way (its pool processes, sent SIGTERM too, would
+        die at once), then exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout)
+        self._out.close()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
