@@ -7,9 +7,11 @@ import asyncio
 import json
 import random
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import text
 
 from models.journal import balances as fold_balances
 from models.ledger import post_redemption
@@ -204,6 +206,64 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
     assert statuses.get("sending", 0) <= 2 * WebhookSender.parallel
     received = sum(webhook_sink.keys.values())
     assert statuses.get("sent", 0) <= received <= 1000
+
+
+REFUSE_BUDGET = """
+CREATE FUNCTION refuse_budget() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the budget is refused (a fault of the test)'; END $$;
+CREATE TRIGGER refuse_budget BEFORE UPDATE ON notification_budget
+FOR EACH ROW EXECUTE FUNCTION refuse_budget();
+"""
+ALLOW_BUDGET = """
+DROP TRIGGER IF EXISTS refuse_budget ON notification_budget;
+DROP FUNCTION IF EXISTS refuse_budget();
+"""
+
+
+def test_a_send_task_failing_with_deliveries_claimed_records_them_and_leaves_none_sending(
+    postgres_url: str, redis_url: str, queue: str, pg_log: EventLog
+) -> None:
+    """While the worker's task has posts under way (the sink answers the fifth), the database
+    starts refusing the channel's budget: the task's next transaction fails. The posts under
+    way end and are recorded, those claimed and not begun go back to `pending`: nothing is
+    left `sending`, and once the database accepts again every message arrives, once."""
+    count = 60
+    refused = threading.Event()
+
+    def refuse_from_the_fifth(received: int) -> None:
+        if received == 5:
+            with pg_log.engine.begin() as conn:
+                conn.execute(text(REFUSE_BUDGET))
+            refused.set()
+
+    sink = HttpSink(on_post=refuse_from_the_fifth)
+    sink.start()
+    env = worker_env(postgres_url, redis_url, queue, NOTIFY_WEBHOOK_URL=sink.url)
+    events = [redemption(f"r_refused_{i}", order_id=f"ord_refused_{i}") for i in range(count)]
+    receiver = Receiver(env, "--no-worker")
+    worker = Worker(env, "--concurrency", "1")
+    try:
+        deliver_all(f"{receiver.webhook_url}/{REDEMPTION}", [dumps(e) for e in events])
+        wait_for(refused.is_set, 120, what="the fifth post")
+        wait_for(lambda: "the budget is refused" in worker.output(), 60, what="the task failed")
+        while_refused = _notification_statuses(pg_log)
+        received_then = sum(sink.keys.values())
+        with pg_log.engine.begin() as conn:
+            conn.execute(text(ALLOW_BUDGET))
+        wait_for(lambda: all_processed(pg_log, count), 120, what="every event processed")
+        wait_for(
+            lambda: _notification_statuses(pg_log) == {"sent": count}, 60, what="every one sent"
+        )
+    finally:
+        with pg_log.engine.begin() as conn:
+            conn.execute(text(ALLOW_BUDGET))
+        receiver.stop()
+        worker.stop()
+        sink.stop()
+
+    assert "sending" not in while_refused
+    assert while_refused.get("sent", 0) == received_then
+    assert sorted(sink.keys.values()) == [1] * count
 
 
 def test_two_worker_processes_on_the_same_cards_keep_balances_correct(

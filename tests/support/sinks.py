@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
@@ -68,9 +68,10 @@ class SmtpSink:
 
 class HttpSink:
     """A threaded HTTP server that records every JSON body POSTed to it, and when it came
-    (`.arrivals`, time.monotonic()), and answers `status`."""
+    (`.arrivals`, time.monotonic()), and answers `status`; `on_post(count)`, when given, is
+    called with the number of posts received so far before each is answered."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, on_post: Callable[[int], None] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         self.keys: Counter[str] = Counter()
@@ -85,6 +86,9 @@ class HttpSink:
                     sink.arrivals.append(time.monotonic())
                     sink.requests.append(body)
                     sink.keys[self.headers.get("idempotency-key", "")] += 1
+                    count = len(sink.requests)
+                if on_post is not None:
+                    on_post(count)
                 self.send_response(status)
                 self.end_headers()
 
