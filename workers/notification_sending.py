@@ -1,12 +1,12 @@
-"""Sending planned notifications in batches, each at most once, paced by each channel's rate
-limit; retries are scheduled by the caller.
+"""Sending planned notifications, each at most once, paced by each channel's rate limit;
+retries are scheduled by the caller.
 
-A batch is claimed in one statement (each delivery marked `sending` and committed before it is
-sent, so neither a duplicate task nor a worker killed mid-send sends one twice) and its
-outcomes are committed with the claim of the next batch: a few transactions for a hundred
-messages, over one SMTP connection and the webhook client's kept-alive one. A delivery whose
-send outcome is unknown (the worker died during the batch) stays `sending` for a person to
-check.
+A process claims only as many deliveries as its sender sends at once (`parallel`: several
+kept-alive webhook connections, one SMTP connection), each marked `sending` and committed
+before it is sent, so neither a duplicate task nor a worker killed mid-send sends one twice.
+Outcomes are committed a few at a time, with the claim of as many more, as soon as they are
+known: a kill leaves `sending` only the sends it cut short, for a person to check, and a task
+that fails records what it sent and puts back what it had not begun.
 
 Each channel's rate limit is a budget in the database (`models.pacing`,
 `models.db.notification_budget`) shared by every process: a message beyond it is never
@@ -41,9 +41,6 @@ log = structlog.get_logger(__name__)
 
 Result = Literal["sent", "skipped", "retry", "failed"]
 
-CHUNK = 16
-"""Deliveries claimed, sent and recorded together: one commit for them all, and as many left
-`sending`, their outcome unknown, when the worker is killed in the middle."""
 HORIZON = 0.25
 """Seconds a worker's task may wait for its channel's next slot."""
 TASK_SECONDS = 5.0
@@ -158,30 +155,35 @@ def _drain(
     """Send the channel's deliveries (due ones, or `ids`), appending to `done`; the seconds
     after which a task should take what is left, or None.
 
-    As many are claimed as the sender sends at once (`parallel`), no more: each time sends
-    end, one transaction records their outcomes and claims as many again. A kill thus leaves
-    `sending` only the sends it cut short, and a failure of this process (the database, a
-    bug) lets the sends under way end, records them and puts back those not begun.
+    As many are claimed as the sender sends at once (`parallel`), no more: each time half of
+    them have ended, one transaction records their outcomes and claims as many again. A kill
+    thus leaves `sending` only the sends it cut short, and a failure of this process (the
+    database, a bug) lets the sends under way end, records them and puts back those not begun.
 
     Only deliveries whose slots are within `HORIZON` are claimed. With a `deadline` (a worker's
     task), the rest is left to a later task; without one (a replay), every slot is awaited."""
     rate = rates.rate(channel)
     window = max(1, int(getattr(sender, "parallel", 1)))
+    # A commit costs more than a send to a fast endpoint: record half a window's at once.
+    refill = max(1, window // 2)
     claim: _Claim | None = None
     claiming = True
     left = None if ids is None else list(ids)  # a replay tries each of its ids once
     pause = 0.0
     wake_at: datetime | None = None
-    with _Sends(engine, sender, policy, window) as sends:
+    # One connection for the whole drain: a transaction every few sends, no checkout each.
+    with _Sends(engine, sender, policy, window) as sends, engine.connect() as conn:
         while claiming or sends.in_flight:
-            if not claiming or sends.in_flight == window:
+            if not claiming:
                 sends.wait()
+            elif sends.in_flight > window - refill:
+                sends.wait(refill - (window - sends.in_flight))
             elif pause:
-                sends.wait(pause)
+                sends.wait(timeout=pause)
             finished = sends.finished()
             want = window - sends.in_flight if claiming else 0
             taken: _Claim | None = None
-            with engine.begin() as conn:
+            with conn.begin():
                 _record(conn, finished)
                 if want:
                     claim = taken = _claim(conn, channel, rate, want, left)
@@ -318,12 +320,20 @@ class _Sends:
             future = self._pool.submit(self._send, row, slot)
             self._running[future] = row
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Until one of the sends under way has finished, or `timeout` seconds."""
-        if self._running:
-            futures.wait(self._running, timeout, return_when=futures.FIRST_COMPLETED)
-        elif timeout:
-            time.sleep(timeout)
+    def wait(self, count: int = 1, *, timeout: float | None = None) -> None:
+        """Until `count` of the sends under way have finished (all, when fewer are under way),
+        or `timeout` seconds."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = [f for f in self._running if not f.done()]
+            if len(self._running) - len(left) >= min(count, len(self._running)):
+                if not self._running and until is not None:
+                    time.sleep(max(0.0, until - time.monotonic()))
+                return
+            rest = None if until is None else until - time.monotonic()
+            if rest is not None and rest <= 0:
+                return
+            futures.wait(left, rest, return_when=futures.FIRST_COMPLETED)
 
     def finished(self) -> list[Delivered]:
         """The outcomes of the sends finished since the last call, to be recorded."""
