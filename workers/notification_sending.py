@@ -392,18 +392,25 @@ class _Sends:
                 _record(conn, outcomes)
                 notification_store.put_back(conn, not_begun)
         except Exception as exc:
-            unknown += [d.notification_id for d in outcomes] + not_begun
             log.error(
-                "notifications_left_sending", notifications=sorted(unknown),
+                "notification_outcomes_not_recorded",
+                arrived=sorted(d.notification_id for d in outcomes if d.result == "sent"),
+                not_sent=sorted(
+                    [d.notification_id for d in outcomes if d.result != "sent"] + not_begun
+                ),
+                unknown=sorted(unknown),
                 error=f"{type(exc).__name__}: {exc}"[:500],
-                action="check whether each arrived, then `voucherhook notifications release`",
-            )  # fmt: skip
+                action="they stay `sending`: leave those that arrived, and give those not sent "
+                "(and those unknown that did not arrive) to `voucherhook notifications release`",
+            )
             return
         if unknown:
             log.error(
-                "notifications_left_sending", notifications=sorted(unknown),
-                action="check whether each arrived, then `voucherhook notifications release`",
-            )  # fmt: skip
+                "notifications_left_sending",
+                unknown=sorted(unknown),
+                action="check whether each arrived; give those that did not to "
+                "`voucherhook notifications release`",
+            )
 
 
 def _send(sender: Sender, row: Any, policy: RetryPolicy) -> Delivered:
