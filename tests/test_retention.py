@@ -148,8 +148,12 @@ def log(db: Engine) -> Iterator[Log]:
     recent = put(db, REDEMPTION, dumps(RITA.redemption("r_ret_recent")))
     with db.begin() as conn:
         conn.execute(update(events).where(events.c.id == recent).values(received_at=RECENT))
-    rewarded = FIXTURES / "customer.rewarded.loyalty_points.json"
-    ignored = put(db, "customer.rewarded", rewarded.read_bytes())  # a type without handlers
+    # A type without handlers: an envelope names its own type (a raw body of this shape
+    # would be read as customer.rewarded.loyalty_points, and quarantined under another URL).
+    rewarded = json.loads((FIXTURES / "customer.rewarded.loyalty_points.json").read_text())
+    wrapped = recorded.envelope("customer.rewarded", rewarded)
+    wrapped["event"]["id"] = "ev_ret_rewarded"
+    ignored = put(db, None, dumps(wrapped))
     process(db, [*ids, failed, recent, ignored])
     pending = put(db, REDEMPTION, dumps(PAT.redemption("r_ret_pending")))
     quarantined = put(db, None, QUINN.encode())
