@@ -100,13 +100,18 @@ def kill_while_holding(
     the events pending then, and those the worker held."""
     wait_for(lambda: processed(engine) >= 60, 60, what="60 events processed")
     held: set[str] = set()
+    pending: set[str] = set()
 
     def holding() -> bool:
-        held.update(leased_by(engine, worker))
+        # The pending events first, then the worker's leases among them: an event it held a
+        # moment ago may be settled already, and must not count as held at the kill.
+        pending.clear()
+        pending.update(pending_ids(engine))
+        held.clear()
+        held.update(leased_by(engine, worker) & pending)
         return bool(held)
 
     wait_for(holding, 30, interval=0.01, what="the worker holding events")
-    pending = pending_ids(engine)
     kill()
     workload.fault(f"SIGKILL with {len(pending)} pending, {len(held)} held by the worker")
     return pending, held
@@ -130,13 +135,12 @@ def test_a_killed_worker_s_events_are_processed_by_the_worker_already_running(
         fleet.receiver()
         doomed, survivor = fleet.worker(), fleet.worker()
         with Workload(fleet.webhook_urls, LOAD).start() as workload:
-            held, leased = kill_while_holding(db, workload, doomed, lambda: fleet.kill(doomed))
+            held, _held_by_it = kill_while_holding(db, workload, doomed, lambda: fleet.kill(doomed))
             seconds = recovered(db, held, time.monotonic())
             print(f"\n{len(held)} pending at the kill, all processed {seconds:.1f} s after it")
             result = check(db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp)
         assert survivor.process.poll() is None
 
-    assert leased <= held
     result.assert_ok(allow_unknown_sends=True)
 
 
@@ -155,12 +159,11 @@ def test_a_killed_worker_s_events_are_processed_after_a_restart_when_it_was_the_
             restarted.append(time.monotonic())
 
         with Workload(fleet.webhook_urls, LOAD).start() as workload:
-            held, leased = kill_while_holding(db, workload, only, kill_and_restart)
+            held, _held_by_it = kill_while_holding(db, workload, only, kill_and_restart)
             seconds = recovered(db, held, restarted[0])
             print(f"\n{len(held)} pending at the kill, all processed {seconds:.1f} s after restart")
             result = check(db, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp)
 
-    assert leased <= held
     result.assert_ok(allow_unknown_sends=True)
 
 
@@ -184,7 +187,7 @@ def test_a_killed_pool_process_s_events_are_processed_by_its_worker(
         with Workload(fleet.webhook_urls, LOAD).start() as workload:
             # The pool process killed may be the idle one: kill again until one held a task.
             for _ in range(6):
-                held, leased = kill_while_holding(db, workload, worker, kill_one_pool_process)
+                held, _held_by_it = kill_while_holding(db, workload, worker, kill_one_pool_process)
                 if lost[-1]:
                     break
             seconds = recovered(db, held, killed_at[-1])
@@ -193,7 +196,6 @@ def test_a_killed_pool_process_s_events_are_processed_by_its_worker(
         assert worker.process.poll() is None
 
     assert lost[-1], "no pool process killed was running a task: it proved nothing"
-    assert leased <= held
     result.assert_ok(allow_unknown_sends=True)
 
 
@@ -217,14 +219,13 @@ def test_the_embedded_broker_s_only_worker_killed_and_restarted_recovers_its_eve
                 restarted.append(time.monotonic())
 
             with Workload(fleet.webhook_urls, LOAD).start() as workload:
-                held, leased = kill_while_holding(engine, workload, only, kill_and_restart)
+                held, _held_by_it = kill_while_holding(engine, workload, only, kill_and_restart)
                 seconds = recovered(engine, held, restarted[0])
                 print(f"\n{len(held)} pending at the kill, all processed {seconds:.1f} s after")
                 result = check(engine, workload, webhook_sink=sinks.webhook, smtp_sink=sinks.smtp)
     finally:
         engine.dispose()
 
-    assert leased <= held
     result.assert_ok(allow_unknown_sends=True)
 
 
