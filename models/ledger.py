@@ -188,22 +188,23 @@ def post_card_transaction(event: CardTransactionEvent, currency: str) -> tuple[T
     change, card, kind = event.change, event.card_id, event.kind
     if not change:
         return ()
-    key = movement_key(event)
-    details = event.details
+    details, kind_of = event.details, event.transaction.type
     order = details.order.id if details.order else None
     redemption = details.redemption.id if details.redemption else None
-    if key.startswith("redemption:") and key.endswith(":points") and redemption:
+    rollback = details.rollback.id if details.rollback else None
+    gift = card_account("gift", card)
+    if kind_of == "POINTS_REDEMPTION" and redemption:
         return (_points_paid(redemption, card, -change),)
-    if key.startswith("redemption:") and order and redemption:
-        return (_applied(redemption, card_account("gift", card), order, -change, currency),)
-    if key.startswith("rollback:") and redemption:
-        rollback = key.split(":")[1]
-        if kind == "loyalty":
-            original = _points_paid(redemption, card, change)
-            return (original.reversal(key, f"{rollback} reverses {redemption}: {original.key}"),)
-        if order:
-            original = _applied(redemption, card_account("gift", card), order, change, currency)
-            return (original.reversal(key, f"{rollback} reverses {redemption}: {original.key}"),)
+    if kind_of == "CREDITS_REDEMPTION" and redemption and order:
+        return (_applied(redemption, gift, order, -change, currency),)
+    if kind_of == "POINTS_REFUND" and rollback and redemption:
+        return (_refund(event, rollback, redemption, _points_paid(redemption, card, change)),)
+    if kind_of == "CREDITS_REFUND" and rollback and redemption and order:
+        return (
+            _refund(
+                event, rollback, redemption, _applied(redemption, gift, order, change, currency)
+            ),
+        )
     asset, unit = (POINTS, "points") if kind == "loyalty" else (currency, currency)
     counter = _counter(event)
     own = card_account(kind, card)
@@ -211,10 +212,19 @@ def post_card_transaction(event: CardTransactionEvent, currency: str) -> tuple[T
     moved = change if kind == "loyalty" else -change
     return (
         Transaction(
-            key,
+            movement_key(event),
             (Posting(own, asset, moved), Posting(counter, asset, -moved)),
             f"{event.transaction.id}: {change:+} {unit} on card {card} ({event.transaction.type})",
         ),
+    )
+
+
+def _refund(
+    event: CardTransactionEvent, rollback: str, redemption: str, original: Transaction
+) -> Transaction:
+    """A refund: the exact reversal of what its redemption booked, as its rollback books it."""
+    return original.reversal(
+        movement_key(event), f"{rollback} reverses {redemption}: {original.key}"
     )
 
 
