@@ -16,7 +16,7 @@ So any arrival order, and any repetition, gives the same state.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,7 +113,7 @@ def fold_cards(reports: Iterable[tuple[Movement, Iterable[str]]]) -> dict[str, C
         for movement in sorted(movements.values(), key=lambda m: m.key):
             state = card_state(state, movement, first=True, latest=latest)
         assert state is not None
-        states[card_id] = CardState(**{**state.__dict__, "flags": tuple(sorted(flags[card_id]))})
+        states[card_id] = replace(state, flags=tuple(sorted(flags[card_id])))
     return states
 
 

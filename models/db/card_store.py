@@ -119,13 +119,6 @@ def ledger_balances(conn: Connection) -> dict[tuple[str, str], int]:
     return found
 
 
-def kind_of(conn: Connection, card_id: str) -> str | None:
-    """Whether a card is a loyalty or a gift card, by its movements; None if none is seen."""
-    return conn.scalar(
-        select(card_movements.c.kind).where(card_movements.c.card_id == card_id).limit(1)
-    )
-
-
 def load_for_update(conn: Connection, card_id: str) -> CardState | None:
     """The loyalty card's state, its row locked until commit."""
     row = conn.execute(

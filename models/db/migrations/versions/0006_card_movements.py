@@ -216,6 +216,7 @@ def _rollback_points_apart(conn: sa.Connection) -> None:
 def _refill_cards(conn: sa.Connection) -> None:
     """The movements of the events the loyalty handler applied, by the rules of this version,
     and each loyalty card folded again from them."""
+    from models.cards import better
     from models.loyalty import fold_cards, movement_of, snapshot_flags
     from models.voucherify import PayloadError, load_json, parse_payload
 
@@ -239,8 +240,7 @@ def _refill_cards(conn: sa.Connection) -> None:
             reports.append((movement, snapshot_flags(payload, movement)))
     kept: dict[tuple[str, str], Any] = {}
     for movement, _flags in reports:
-        best = kept.get((movement.card_id, movement.key))
-        if best is None or movement.preference < best.preference:
+        if better(kept.get((movement.card_id, movement.key)), movement):
             kept[movement.card_id, movement.key] = movement
     table = sa.table(
         "card_movements",
