@@ -64,6 +64,7 @@ from models.db import eventlog, notification_store
 from models.db.engine import make_engine
 from tests.support import large_log
 from workers.cli import _parser
+from workers.commands.replay import selection
 from workers.replay import pending_work
 from workers.settings import Settings
 
@@ -162,14 +163,7 @@ def replay_dry_run(engine: Engine, args: argparse.Namespace) -> Callable[[], Any
 
     def run() -> Any:
         with engine.connect() as conn:
-            rows = eventlog.select_events(
-                conn,
-                ids=args.event_ids or (),
-                event_type=args.type,
-                status=args.status,
-                since=args.since,
-                until=args.until,
-            )
+            rows = selection(conn, args)
         return pending_work(engine, [row.id for row in rows])
 
     return run

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from sqlalchemy import Connection
 
 from models.db import eventlog
 from workers import output
@@ -13,6 +16,18 @@ from workers.settings import Settings
 from workers.wiring import Runtime
 
 
+def selection(conn: Connection, args: argparse.Namespace) -> list[Any]:
+    """The stored events a replay's arguments choose."""
+    return eventlog.select_events(
+        conn,
+        ids=args.event_ids or (),
+        event_type=args.type,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+    )
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if not (args.event_ids or args.type or args.since or args.until or args.status):
         raise CommandError(
@@ -20,14 +35,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     engine = connect(settings)
     with engine.connect() as conn:
-        rows = eventlog.select_events(
-            conn,
-            ids=args.event_ids or (),
-            event_type=args.type,
-            status=args.status,
-            since=args.since,
-            until=args.until,
-        )
+        rows = selection(conn, args)
     missing = sorted(set(args.event_ids or ()) - {row.id for row in rows})
     if missing:
         raise CommandError(f"no event {', '.join(missing)}: `voucherhook events list` shows ids")
