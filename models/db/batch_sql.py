@@ -94,3 +94,26 @@ def _insert_from_json(
     if returning is not None:
         sql += f" RETURNING {returning}"
     return text(sql)
+
+
+def lease_pending(
+    conn: Connection,
+    table: Table,
+    key: ColumnElement[Any],
+    ids: Sequence[Any],
+    values: Mapping[str, Any],
+) -> int:
+    """Set `values` (a lease) on the pending rows of `table` among `ids` (by `key`) that no
+    other transaction holds: a row locked by a batch settling it, or a sweep, is skipped, so
+    a lease never waits for, nor deadlocks with, the work it covers. The rows set."""
+    if not ids:
+        return 0
+    held = (
+        select(table.c.seq)
+        .where(key.in_(list(ids)), table.c.status == "pending")
+        .with_for_update(skip_locked=True)
+    )
+    done = conn.execute(
+        table.update().where(table.c.seq.in_(held.scalar_subquery())).values(**values)
+    )
+    return int(done.rowcount or 0)

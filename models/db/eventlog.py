@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 
+from models.db.batch_sql import lease_pending
 from models.db.insert import insert
 from models.db.tables import event_counts, events
 from models.statuses import EventStatus
@@ -126,19 +127,9 @@ def lease(conn: Connection, ids: Sequence[str], until: datetime, holder: str) ->
     Rows locked by another transaction (a batch settling them, a sweep) are skipped, so a
     renewal never waits for, nor deadlocks with, the work it covers.
     """
-    if not ids:
-        return 0
-    held = (
-        select(events.c.seq)
-        .where(events.c.id.in_(list(ids)), events.c.status == "pending")
-        .with_for_update(skip_locked=True)
+    return lease_pending(
+        conn, events, events.c.id, ids, {"lease_until": until, "leased_by": holder}
     )
-    done = conn.execute(
-        update(events)
-        .where(events.c.seq.in_(held.scalar_subquery()))
-        .values(lease_until=until, leased_by=holder)
-    )
-    return int(done.rowcount or 0)
 
 
 def unmark_dispatched(conn: Connection, ids: Iterable[str]) -> None:

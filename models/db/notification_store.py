@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select, update
 
-from models.db.batch_sql import insert_many
+from models.db.batch_sql import insert_many, lease_pending
 from models.db.tables import notifications
 from models.notifications import Message
 from models.redaction import REDACTED
@@ -198,19 +198,7 @@ def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[i
 def lease(conn: Connection, ids: Sequence[int], until: datetime) -> int:
     """A live worker holds the send tasks of these deliveries until `until`: the pending ones
     are leased, or their lease renewed (rows locked elsewhere skipped); answers how many."""
-    if not ids:
-        return 0
-    held = (
-        select(notifications.c.seq)
-        .where(notifications.c.seq.in_(list(ids)), notifications.c.status == "pending")
-        .with_for_update(skip_locked=True)
-    )
-    done = conn.execute(
-        update(notifications)
-        .where(notifications.c.seq.in_(held.scalar_subquery()))
-        .values(lease_until=until)
-    )
-    return int(done.rowcount or 0)
+    return lease_pending(conn, notifications, notifications.c.seq, ids, {"lease_until": until})
 
 
 def leased(conn: Connection, ids: Sequence[int], now: datetime) -> set[int]:
