@@ -8,6 +8,7 @@ import json
 import random
 import subprocess
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -59,6 +60,35 @@ def deliver_all(url: str, bodies: list[bytes], concurrency: int = 16) -> list[in
 def all_processed(pg_log: EventLog, count: int) -> bool:
     statuses = pg_log.statuses()
     return len(statuses) == count and all(s == "processed" for s in statuses.values())
+
+
+def left_over(pg_log: EventLog) -> str:
+    """The events not processed yet, for a failure's message: how many of each status, and
+    the first few with their error, dispatch time and lease."""
+    from sqlalchemy import select
+
+    from models.db.tables import events
+
+    with pg_log.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                events.c.id,
+                events.c.status,
+                events.c.error,
+                events.c.dispatched_at,
+                events.c.lease_until,
+                events.c.leased_by,
+            )
+            .where(events.c.status != "processed")
+            .order_by(events.c.seq)
+        ).all()
+    counts = Counter(row.status for row in rows)
+    first = "; ".join(
+        f"{r.id} {r.status} dispatched {r.dispatched_at} lease {r.lease_until} by {r.leased_by}"
+        f" error {r.error}"
+        for r in rows[:5]
+    )
+    return f"{len(rows)} left ({dict(counts)}) at {datetime.now(UTC)}: {first}"
 
 
 def cli_json(env: dict[str, str], *args: str) -> object:
@@ -178,9 +208,10 @@ def test_worker_killed_with_sigkill_mid_run_of_1000_events_loses_and_doubles_not
         worker.kill()
         killed_at = sum(s == "processed" for s in pg_log.statuses().values())
         worker = Worker(env, "--concurrency", "2")
-        wait_for(
-            lambda: all_processed(pg_log, 1000), 240, interval=0.5, what="every event processed"
-        )
+        try:
+            wait_for(lambda: all_processed(pg_log, 1000), 240, interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"every event processed, but: {left_over(pg_log)}") from None
         wait_for(lambda: _notifications_settled(pg_log), 60, what="notifications settled")
         # A warm shutdown: the sends under way end and are recorded.
         worker.shutdown()
