@@ -6,14 +6,21 @@ worker holds. The processes themselves are in tests/test_recovery.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from celery.signals import task_received
 from sqlalchemy import Engine, delete, insert, select
 
 from models.db import eventlog, notification_store
 from models.db.engine import make_engine
 from models.db.tables import events, notifications
+from tests.support.processing import POLICY, FlakyLoyalty, make_processor, process, store
+from tests.unit import recorded
+from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK
+from workers.celery_app import PROCESS_EVENTS
+from workers.handlers import BY_NAME
 from workers.leases import Heartbeat
 from workers.settings import Settings
 
@@ -179,3 +186,98 @@ def test_the_heartbeat_leases_what_its_worker_holds_until_the_expiry(engine: Eng
     assert before + expiry <= leases["e_held"] <= after + expiry
     assert note_lease == leases["e_held"]
     assert heartbeat.interval == EXPIRY / 3
+
+
+# What a batch publishes after its commit --------------------------------------------------------
+# A worker can die, or the broker refuse the publish, between a batch's commit and the publish of
+# what follows it. What it would have published is leased in the batch's transaction, so the
+# sweep takes it once the lease runs out; these tests process a batch and never publish.
+
+
+def sweep_at(engine: Engine, at: datetime) -> list[str]:
+    with engine.begin() as conn:
+        return eventlog.claim_due(
+            conn, at, after=AFTER, redispatch_after=REDISPATCH_AFTER, limit=100
+        )
+
+
+def test_a_retry_never_published_is_taken_by_the_sweep_once_its_countdown_and_lease_ran_out(
+    db: Engine,
+) -> None:
+    processor = make_processor(db, {**BY_NAME, "loyalty": FlakyLoyalty()})
+    event_id = store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption())
+    with db.begin() as conn:
+        eventlog.mark_dispatched(conn, [event_id], datetime.now(UTC))
+    before = datetime.now(UTC)
+
+    follow = processor.process([event_id])  # the retry it asks for is never published
+
+    [retry] = follow.retries
+    hold = timedelta(seconds=retry.countdown + POLICY.follow_up_lease)
+    assert sweep_at(db, before + hold - timedelta(seconds=0.5)) == []
+    assert sweep_at(db, datetime.now(UTC) + hold + timedelta(seconds=0.5)) == [event_id]
+
+
+def test_a_released_rollback_never_published_is_taken_by_the_sweep_once_its_lease_ran_out(
+    db: Engine,
+) -> None:
+    rollback = store(db, ROLLBACK, recorded.rollback(recorded.seed_redemption(), "rr_lease_1"))
+    process(db, rollback)  # held for its original: pending, no message anywhere
+    original = store(db, REDEMPTION, recorded.seed_redemption())
+    with db.begin() as conn:
+        eventlog.mark_dispatched(conn, [rollback, original], datetime.now(UTC))
+    before = datetime.now(UTC)
+
+    follow = make_processor(db).process([original])  # its release is never published
+
+    assert follow.released == [rollback]
+    lease = timedelta(seconds=POLICY.follow_up_lease)
+    assert sweep_at(db, before + lease - timedelta(seconds=0.5)) == []
+    assert sweep_at(db, datetime.now(UTC) + lease + timedelta(seconds=0.5)) == [rollback]
+
+
+def test_notifications_whose_send_was_never_published_are_queued_once_their_lease_ran_out(
+    db: Engine,
+) -> None:
+    event_id = store(db, REDEMPTION, recorded.seed_redemption())
+    before = datetime.now(UTC)
+
+    follow = make_processor(db).process([event_id])  # the send task is never published
+
+    assert follow.notifications
+    lease = timedelta(seconds=POLICY.follow_up_lease)
+    long_ago = before - timedelta(seconds=REDISPATCH_AFTER)
+    with db.begin() as conn:
+        assert (
+            notification_store.stale(conn, before + lease - timedelta(seconds=0.5), long_ago) == []
+        )
+    with db.begin() as conn:
+        late = datetime.now(UTC) + lease + timedelta(seconds=0.5)
+        assert sorted(notification_store.stale(conn, late, long_ago)) == follow.notifications
+
+
+@dataclass
+class Request:
+    """What the heartbeat reads of a Celery request: its task, its arguments, and whether its
+    message was acknowledged."""
+
+    name: str
+    args: tuple[object, ...]
+    acknowledged: bool = False
+
+
+def test_the_heartbeat_renews_a_retry_waiting_for_its_countdown_until_it_is_acknowledged(
+    engine: Engine,
+) -> None:
+    add_event(engine, "e_waiting", dispatched=1)
+    # Celery lists a request waiting for its countdown nowhere: only the signal tells.
+    heartbeat = Heartbeat(engine, EXPIRY, held=lambda: ([], []))
+    waiting = Request(PROCESS_EVENTS, (["e_waiting"],))
+    try:
+        task_received.send(sender=None, request=waiting)
+        assert heartbeat.beat() == (1, 0)
+        assert heartbeat.beat() == (1, 0)  # renewed at every beat while it waits
+        waiting.acknowledged = True
+        assert heartbeat.beat() == (0, 0)
+    finally:
+        heartbeat.stop()

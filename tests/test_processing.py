@@ -148,12 +148,16 @@ def test_processing_the_same_ids_again_changes_nothing(db: Engine) -> None:
         store(db, REWARD_REDEMPTION, recorded.seed_reward_redemption()),
     ]
     first = make_processor(db).process(ids)
+    # Planned deliveries are held until their send task is published; here it never is, and
+    # their lease runs out, as when a worker died between its commit and that publish.
+    with db.begin() as conn:
+        conn.execute(update(notifications).values(lease_until=None))
     before, cards_before = snapshot(db), card(db, CARD)
 
     again = make_processor(db).process(ids)
 
     # The deliveries the first run planned are still waiting (nothing sends them here): the
-    # rerun queues them again, as after a worker that died before publishing their send task.
+    # rerun queues them again.
     assert first.notifications
     assert (again.notifications, again.released, again.retries) == (first.notifications, [], [])
     assert snapshot(db) == before
@@ -171,6 +175,8 @@ def test_a_rerun_queues_the_waiting_deliveries_no_live_worker_holds_and_only_tho
     assert len(planned) >= 2
     sent, held, *waiting = planned
     with db.begin() as conn:
+        # The lease of the plan ran out: its send task was never published.
+        conn.execute(update(notifications).values(lease_until=None))
         notification_store.claim(conn, sent)
         notification_store.mark_sent(conn, sent, datetime.now(UTC))
         notification_store.lease(conn, [held], datetime.now(UTC) + timedelta(seconds=15))

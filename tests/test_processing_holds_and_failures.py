@@ -6,7 +6,6 @@ publish (released rollbacks, retries) itself."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +18,7 @@ from models.db.tables import (
 )
 from tests.support.processing import (
     POLICY,
+    FlakyLoyalty,
     balances,
     card,
     count,
@@ -32,7 +32,7 @@ from tests.support.processing import (
 )
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK, Json
-from workers.handlers import BY_NAME, ledger, loyalty
+from workers.handlers import BY_NAME, ledger
 from workers.handlers.base import Job, Outcome
 from workers.processing import FollowUp
 
@@ -222,20 +222,6 @@ def test_a_ledger_conflict_is_recorded_and_the_event_books_nothing(db: Engine) -
     assert [(row.key, row.event_id) for row in rows] == [("order:ord_c:gross", second)]
     assert ledger_keys(db, second) == set()
     assert balances(db)[("sales", "USD")] == -7000
-
-
-@dataclass
-class FlakyLoyalty:
-    """The loyalty handler behind a switch: a dependency that is down, then back."""
-
-    down: bool = True
-    calls: int = 0
-
-    def __call__(self, job: Job) -> Outcome:
-        self.calls += 1
-        if self.down:
-            raise RuntimeError("card lock timed out")
-        return loyalty.handle(job)
 
 
 def test_a_transient_handler_failure_is_retried_and_then_completes(db: Engine) -> None:

@@ -2,13 +2,13 @@
 dispatched again within seconds (see docs/reliability.md, "When a worker dies").
 
 A worker's main process keeps the list of the task messages it took from the broker and has not
-finished: running, waiting for a pool process, or waiting for a retry's countdown (Celery's
-`worker.state.requests`). A thread of that process leases their events and notifications
-until now + VOUCHERHOOK_LEASE_EXPIRY as soon as a message arrives, and renews every lease it
-holds every third of that. A worker that dies (SIGKILL, out of memory, its machine gone)
-renews nothing: its leases run out, and the sweep of any live worker hands those events and
-notifications to the broker again. A slow batch of a live worker is renewed however long it
-runs, so it is never taken from it.
+finished: running, waiting for a pool process (Celery's `worker.state.requests`), or waiting
+for a retry's countdown (received, not acknowledged). A thread of that process leases their
+events and notifications until now + VOUCHERHOOK_LEASE_EXPIRY as soon as a message arrives, and
+renews every lease it holds every third of that. A worker that dies (SIGKILL, out of memory,
+its machine gone) renews nothing: its leases run out, and the sweep of any live worker hands
+those events and notifications to the broker again. A slow batch of a live worker is renewed
+however long it runs, so it is never taken from it.
 
 The lease is one UPDATE per message taken (a message carries up to 100 ids) and one per
 renewal, from a thread beside the consumer: the tasks themselves write nothing more.
@@ -77,8 +77,10 @@ class Heartbeat:
         self._held = held
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # Requests just received: the signal comes before Celery lists them as held.
-        self._fresh: list[Any] = []
+        # Requests received and not acknowledged yet. The signal comes before Celery lists a
+        # request as held, and a retry waiting for its countdown is not listed until it is due:
+        # both are held all the same.
+        self._unacknowledged: list[Any] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
         # Listening from now on: a message taken before `start` is leased at the first beat.
@@ -104,15 +106,18 @@ class Heartbeat:
     def _received(self, request: Any = None, **_: object) -> None:
         if request is not None:
             with self._lock:
-                self._fresh.append(request)
+                self._unacknowledged.append(request)
         self._wake.set()
 
     def beat(self) -> tuple[int, int]:
         """Lease everything held now; answers (events, notifications) leased."""
         with self._lock:
-            fresh, self._fresh = self._fresh, []
+            self._unacknowledged = [
+                r for r in self._unacknowledged if not getattr(r, "acknowledged", True)
+            ]
+            received = list(self._unacknowledged)
         event_ids, notification_ids = self._held()
-        new_events, new_notifications = _ids(fresh)
+        new_events, new_notifications = _ids(received)
         event_ids = sorted({*event_ids, *new_events})
         notification_ids = sorted({*notification_ids, *new_notifications})
         if not event_ids and not notification_ids:

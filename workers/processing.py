@@ -12,11 +12,13 @@ not done: the Celery layer publishes it.
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -31,6 +33,9 @@ from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Handle, Job, LedgerConflict, PermanentError
 
 log = structlog.get_logger(__name__)
+
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+"""Who leases what a batch will publish, in `events.leased_by` (for the operator's eyes)."""
 
 # Handlers whose effects a rebuild recomputes: they must not write while one runs.
 GUARDED = frozenset(handler.name for handler in ORDER if handler.guarded)
@@ -77,6 +82,12 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff: float = 2.0
     backoff_max: float = 300.0
+    follow_up_lease: float = 15.0
+    """What a batch will publish after its commit (a retry, a released rollback, its
+    notifications) is leased in the batch's transaction until then (plus a retry's countdown):
+    if the publish is lost (the worker died between the two, or the broker refused it), the
+    sweep takes those rows once the lease runs out, instead of after
+    VOUCHERHOOK_REDISPATCH_AFTER. VOUCHERHOOK_LEASE_EXPIRY."""
 
     def countdown(self, attempts: int) -> float:
         # Exponential with full jitter, so retries of many events do not arrive together.
@@ -138,8 +149,13 @@ class Processor:
                 failed.setdefault(failure.event_id, []).append(
                     f"{failure.handler}: {failure.error}"
                 )
+        now = _now()
+        leases = {
+            retry.event_id: now + timedelta(seconds=retry.countdown + self._policy.follow_up_lease)
+            for retry in follow.retries
+        }
         with self._engine.begin() as conn:
-            self._settle(conn, types, failed)
+            self._settle(conn, types, failed, leases)
         return follow
 
     def _run_together(
@@ -202,9 +218,13 @@ class Processor:
         books.flush()  # may raise LedgerConflict: the batch is then run event by event
         planned = [(job.event_id, message) for job in jobs for message in job.messages]
         run_store.finish(conn, name, outcomes, now)
+        released = [*(event_id for job in jobs for event_id in job.released), *books.released]
+        # Held until published (see RetryPolicy.follow_up_lease).
+        until = now + timedelta(seconds=self._policy.follow_up_lease)
+        eventlog.lease(conn, released, until, HOLDER)
         return FollowUp(
-            notifications=notification_store.plan(conn, planned, now),
-            released=[*(event_id for job in jobs for event_id in job.released), *books.released],
+            notifications=notification_store.plan(conn, planned, now, lease_until=until),
+            released=released,
         )
 
     def _record_failure(self, failure: _Failure, follow: FollowUp) -> bool:
@@ -237,10 +257,15 @@ class Processor:
         return final
 
     def _settle(
-        self, conn: Connection, types: dict[str, str], failed: dict[str, list[str]]
+        self,
+        conn: Connection,
+        types: dict[str, str],
+        failed: dict[str, list[str]],
+        leases: Mapping[str, datetime] | None = None,
     ) -> None:
         """Processed when every handler is done; failed when one failed for good; else still
-        pending (a handler held, or waiting for its retry), with the reason as its error."""
+        pending (a handler held, or waiting for its retry, leased until the retry is due),
+        with the reason as its error."""
         outcomes: list[tuple[str, str, str | None]] = []
         runs = run_store.statuses(conn, list(types))
         for event_id, event_type in types.items():
@@ -258,7 +283,7 @@ class Processor:
                     if runs.get((event_id, name)) != "done"
                 ]
                 outcomes.append((event_id, "pending", "; ".join(waiting)))
-        eventlog.set_statuses(conn, outcomes, _now())
+        eventlog.set_statuses(conn, outcomes, _now(), leases)
 
 
 def _now() -> datetime:

@@ -40,7 +40,10 @@ class Runtime:
     def policy(self) -> RetryPolicy:
         settings = self.settings
         return RetryPolicy(
-            settings.max_attempts, settings.retry_backoff, settings.retry_backoff_max
+            settings.max_attempts,
+            settings.retry_backoff,
+            settings.retry_backoff_max,
+            settings.lease_expiry,
         )
 
     @cached_property

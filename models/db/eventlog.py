@@ -6,7 +6,7 @@ Every function takes a connection: the caller owns the transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -209,9 +209,14 @@ def set_status(
 
 
 def set_statuses(
-    conn: Connection, outcomes: list[tuple[str, str, str | None]], at: datetime
+    conn: Connection,
+    outcomes: list[tuple[str, str, str | None]],
+    at: datetime,
+    leases: Mapping[str, datetime] | None = None,
 ) -> None:
-    """Record (event id, status, error) for many events in one statement."""
+    """Record (event id, status, error) for many events in one statement. Their leases end,
+    except those given in `leases` (an event left pending until a retry that is published
+    after the commit: if that publish is lost, the sweep takes it when the lease runs out)."""
     if not outcomes:
         return
     conn.execute(
@@ -224,7 +229,7 @@ def set_statuses(
             processed_at=bindparam("b_processed_at"),
             dispatched_at=func.coalesce(events.c.dispatched_at, at),
             # Settled: a retry, a held rollback's release, is leased by whoever takes it.
-            lease_until=None,
+            lease_until=bindparam("b_lease"),
             leased_by=None,
         ),
         [
@@ -233,6 +238,7 @@ def set_statuses(
                 "b_status": status,
                 "b_error": error,
                 "b_processed_at": at if status == "processed" else None,
+                "b_lease": (leases or {}).get(event_id),
             }
             for event_id, status, error in outcomes
         ],

@@ -20,10 +20,18 @@ def not_redacted() -> ColumnElement[bool]:
     return notifications.c.body != REDACTED
 
 
-def plan(conn: Connection, planned: Sequence[tuple[str, Message]], at: datetime) -> list[int]:
+def plan(
+    conn: Connection,
+    planned: Sequence[tuple[str, Message]],
+    at: datetime,
+    *,
+    lease_until: datetime | None = None,
+) -> list[int]:
     """Create the deliveries of messages, as (event id, message), in one statement; the ids of
     those created. A message about a Voucherify object that already has a delivery on that
-    channel to that recipient (whichever delivery of it came first) creates none."""
+    channel to that recipient (whichever delivery of it came first) creates none. Leased until
+    `lease_until`: the send task is published after the commit, and if that is lost, the sweep
+    queues them again once the lease runs out."""
     rows = [
         {
             "event_id": event_id,
@@ -35,6 +43,7 @@ def plan(conn: Connection, planned: Sequence[tuple[str, Message]], at: datetime)
             "body": message.body,
             "created_at": at,
             "due_at": at,
+            "lease_until": lease_until,
         }
         for event_id, message in planned
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,8 @@ from models.identity import identify
 from models.loyalty import CardState
 from tests.conftest import EventLog
 from tests.support import stores
-from workers.handlers import BY_NAME
-from workers.handlers.base import Config, Handle
+from workers.handlers import BY_NAME, loyalty
+from workers.handlers.base import Config, Handle, Job, Outcome
 from workers.processing import Processor, RetryPolicy
 from workers.templates import environment
 
@@ -32,6 +33,20 @@ Balances = dict[tuple[str, str], int]
 def make_processor(engine: Engine, handlers: Mapping[str, Handle] = BY_NAME) -> Processor:
     """A Processor built as `workers.wiring.Runtime.processor` builds one."""
     return Processor(engine, CONFIG, POLICY, handlers)
+
+
+@dataclass
+class FlakyLoyalty:
+    """The loyalty handler behind a switch: a dependency that is down, then back."""
+
+    down: bool = True
+    calls: int = 0
+
+    def __call__(self, job: Job) -> Outcome:
+        self.calls += 1
+        if self.down:
+            raise RuntimeError("card lock timed out")
+        return loyalty.handle(job)
 
 
 def store(engine: Engine, event_type: str, payload: Mapping[str, Any]) -> str:

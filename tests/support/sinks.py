@@ -66,6 +66,13 @@ class SmtpSink:
         self._controller.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library's listen backlog of 5 resets connections when a worker's parallel
+    # sends arrive together: a real endpoint accepts them.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class HttpSink:
     """A threaded HTTP server that records every JSON body POSTed to it, and when it came
     (`.arrivals`, time.monotonic()), and answers `status`; `on_post(count)`, when given, is
@@ -96,7 +103,7 @@ class HttpSink:
                 pass
 
         self.port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
