@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from models.moments import NotAMoment, moment
 from workers import sample_events
 
+WHEN = "ISO 8601, or a time ago: 30m, 1h, 2d"
+"""What a time argument takes, for its help."""
+
 
 def timestamp(text: str) -> datetime:
     """An ISO 8601 date (its midnight) or date and time, UTC unless it says; or a time ago
@@ -22,6 +25,12 @@ def timestamp(text: str) -> datetime:
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
     return int(text)
 
 
