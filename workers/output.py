@@ -100,10 +100,18 @@ def print_record(fields: Sequence[tuple[str, object]]) -> None:
 def _print_fields(console: Console, fields: Sequence[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
-        if value:  # an empty field says nothing in a block
-            # A value longer than the window alone is folded; nothing else moves it.
-            line = Text.assemble((f"{name:<{width}}  ", "bold"), value)
-            console.print(line, overflow="fold")
+        if not value:  # an empty field says nothing in a block
+            continue
+        label = f"{name:<{width}}  "
+        if name in WRAPPED:
+            console.print(Text.assemble((label, "bold"), value), overflow="fold")
+        elif len(label) + len(value) <= console.width:
+            console.print(Text.assemble((label, "bold"), value), no_wrap=True, crop=False)
+        else:
+            # The value on a line of its own, whole even if wider than the window (the
+            # terminal shows the rest below; copied, it is one word).
+            console.print(Text(name, style="bold"))
+            console.print(Text(value), no_wrap=True, crop=False, overflow="ignore")
 
 
 def _cell(value: object, *, exact: bool = False) -> str:
