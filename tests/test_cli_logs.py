@@ -18,10 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from models.db import schema
 from models.db.engine import make_engine
 from models.db.tables import events
 from tests.support.processes import Receiver, base_env, voucherhook
+from tests.support.processing import store
 from tests.support.services import free_port, wait_for
+from tests.support.sinks import HttpSink
 from tests.support.terminal import OnTerminal
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION
@@ -135,6 +138,36 @@ def test_replay_prints_its_result_and_no_log_line(session: dict[str, Any]) -> No
     assert replayed.stderr == ""
     assert replayed.stdout.startswith("selected 1, re-run 0, unchanged 0, failed 1")
     assert replayed.stdout.splitlines()[1].startswith(f"  failed {BAD}: ledger: ")
+
+
+def test_replay_counts_the_notifications_refused_instead_of_logging_them(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'voucherhook.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    event_id = store(engine, REDEMPTION, recorded.seed_redemption())
+    engine.dispose()
+    sink = HttpSink(status=503)
+    sink.start()
+    try:
+        env = base_env(url, None, NOTIFY_WEBHOOK_URL=sink.url, VOUCHERHOOK_LOG_LEVEL="INFO")
+        replayed = subprocess.run(
+            voucherhook("replay", "--event-id", event_id),
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        sink.stop()
+
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stderr == ""
+    assert len(sink.requests) == 1
+    assert replayed.stdout.splitlines() == [
+        "selected 1, re-run 1, unchanged 0, failed 0, skipped 0 (quarantined or no handler); "
+        "notifications sent 0",
+        "  1 notification(s) refused: `voucherhook notifications list --status failed` (or "
+        "`--status pending`: retried later) shows each error",
+    ]
 
 
 def test_a_worker_stopped_while_waiting_for_its_broker_exits_cleanly_with_readable_logs(
