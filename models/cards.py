@@ -23,7 +23,7 @@ with a balance, or whose first movements were not seen, shows an opening gap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -101,11 +101,13 @@ class Gap:
     def missing(self) -> int:
         return self.found - self.expected
 
-    def describe(self, unit: str) -> str:
+    def describe(self, amount: Callable[[int], str]) -> str:
+        """In words, each balance shown by `amount` (e.g. `models.amounts.points`)."""
         start = self.after_key or "the card's creation"
+        sign = "+" if self.missing > 0 else ""
         return (
-            f"between {start} (balance {self.expected}) and {self.before_key} "
-            f"(balance before {self.found}): {self.missing:+} {unit} not seen"
+            f"between {start} (balance {amount(self.expected)}) and {self.before_key} "
+            f"(balance before {amount(self.found)}): {sign}{amount(self.missing)} not seen"
         )
 
 

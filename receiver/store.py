@@ -132,6 +132,11 @@ class EventWriter:
             if not pending.future.done():
                 pending.future.set_result(event_id in new_ids and event_id not in answered)
             answered.add(event_id)
+        # One line per commit, not per delivery: a busy receiver's log stays small and cheap
+        # (a quarantined delivery has a warning of its own).
+        accepted = [e.id for e in unique.values() if e.id in new_ids and e.status != "quarantined"]
+        if accepted:
+            log.info("events_accepted", event_ids=accepted)
         to_dispatch = [eid for eid in new_ids if unique[eid].status == "pending"]
         if to_dispatch:
             self._on_committed(to_dispatch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 
@@ -133,3 +134,52 @@ def test_read_only_commands_need_no_secret_and_events_list_imports_no_celery(
     names, out = imported_by(["events", "list"], env)
     assert out == "no events match\n"
     assert not names & {"celery", "kombu", "alembic", "starlette", "uvicorn"}, names
+
+
+def test_version_is_the_installed_distribution_s() -> None:
+    import importlib.metadata
+
+    result = run(["--version"], base_env("sqlite:///unused.db", None))
+
+    assert result.returncode == 0
+    assert result.stdout == f"voucherhook {importlib.metadata.version('voucherhook')}\n"
+
+
+def commands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
+    """Every command and subcommand the parser knows, as argument tuples."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*prefix, name))
+                found.extend(commands(sub, (*prefix, name)))
+    return found
+
+
+def test_help_gives_every_command_one_line_on_an_80_column_terminal() -> None:
+    from workers.cli import _parser
+
+    env = {**base_env("sqlite:///unused.db", None), "COLUMNS": "80"}
+    every = commands(_parser())
+    assert len(every) > 15
+    for command in [(), *{c[:-1] for c in every if len(c) > 1}]:
+        shown = run([*command, "--help"], env).stdout.splitlines()
+        assert all(len(line) <= 80 for line in shown), shown
+        for name in [c[-1] for c in every if c[:-1] == command]:
+            [line] = [line for line in shown if line.split()[:1] == [name]]
+            described = line.split(maxsplit=1)[1:]
+            assert described and len(described[0]) > 10, (command, name, line)
+
+
+def test_every_command_s_help_opens_with_what_it_does() -> None:
+    from workers.cli import _parser
+
+    env = {**base_env("sqlite:///unused.db", None), "COLUMNS": "80"}
+    for command in commands(_parser()):
+        shown = run([*command, "--help"], env)
+        assert shown.returncode == 0, (command, shown.stderr)
+        usage, description = shown.stdout.split("\n\n")[:2]
+        assert usage.startswith(f"usage: voucherhook {' '.join(command)}"), usage
+        assert description[0].isupper() and description.rstrip().endswith("."), description

@@ -716,12 +716,16 @@ def test_events_list_filters_by_status(shown: dict[str, Any]) -> None:
     assert [(e["id"], e["status"]) for e in listed] == [(shown["ids"]["failed"], "failed")]
 
 
-def test_events_list_is_a_readable_table_by_default(shown: dict[str, Any]) -> None:
-    table = shown["out"]["list"]
-    header = table.splitlines()[1]
-    for column in ("received_at", "id", "type", "status", "attempts", "error"):
-        assert column in header
-    assert table.count(REDEMPTION) >= 2 and "failed" in table
+def test_events_list_piped_is_a_header_and_a_tab_separated_line_per_event(
+    shown: dict[str, Any],
+) -> None:
+    header, *lines = shown["out"]["list"].splitlines()
+    assert header.split("\t") == ["received_at", "id", "type", "status", "attempts", "error"]
+    rows = {line.split("\t")[1]: line.split("\t") for line in lines}
+    assert {event_id: row[3] for event_id, row in rows.items()} == shown["statuses"]
+    assert rows[shown["ids"]["reward"]][2] == REWARD_REDEMPTION
+    assert all(len(row) == 6 for row in rows.values())
+    assert "names a parent" in rows[shown["ids"]["failed"]][5]
 
 
 def test_events_show_json_has_the_body_attempts_and_handlers(shown: dict[str, Any]) -> None:
@@ -764,10 +768,14 @@ def test_ledger_balances_json_is_account_asset_and_an_integer_balance(
     assert shown["balances"][("sales", "USD")] == -7000
 
 
-def test_ledger_balances_is_a_readable_table_by_default(shown: dict[str, Any]) -> None:
-    table = shown["out"]["balances"]
-    assert all(column in table.splitlines()[1] for column in ("account", "asset", "balance"))
-    assert "-7000" in table and "POINTS" in table
+def test_ledger_balances_show_money_in_its_currency_and_points_as_points(
+    shown: dict[str, Any],
+) -> None:
+    header, *lines = shown["out"]["balances"].splitlines()
+    assert header == "account\tbalance"
+    shown_balances = dict(line.split("\t") for line in lines)
+    assert shown_balances["sales"] == "-70.00 USD"
+    assert shown_balances[f"loyalty:card:{SEED_CARD}"] == "-100 points"
 
 
 def test_loyalty_json_has_the_card_its_customer_balance_and_points_spent(
@@ -829,7 +837,11 @@ FAILURES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "send with neither file nor sample": (
         ("send", "--url", "http://127.0.0.1:9/"),
-        "voucherhook: one of the arguments FILE --sample is required",
+        "voucherhook: send needs FILEs or --sample NAME",
+    ),
+    "send with both files and a sample": (
+        ("send", "a.json", "--sample", "redemption.succeeded"),
+        "voucherhook: send FILEs or --sample NAME, not both",
     ),
 }
 NO_DATABASE = ("events list", "events show", "replay", "rebuild")

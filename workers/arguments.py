@@ -6,24 +6,31 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from models.moments import NotAMoment, moment
 from workers import sample_events
+
+WHEN = "ISO 8601, or a time ago: 30m, 1h, 2d"
+"""What a time argument takes, for its help."""
 
 
 def timestamp(text: str) -> datetime:
-    """An ISO 8601 date (its midnight) or date and time, UTC unless it says."""
+    """An ISO 8601 date (its midnight) or date and time, UTC unless it says; or a time ago
+    (`30m`, `1h`, `2d`) counted back from now."""
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date or time: give e.g. 2024-05-13 or "
-            "2024-05-13T12:00:00Z"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment(text, datetime.now(UTC))
+    except NotAMoment as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
     return int(text)
 
 

@@ -11,11 +11,11 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from models.statuses import EVENT_STATUSES, NOTIFICATION_STATUSES
 from workers import sample_events
-from workers.arguments import customer_id, positive, sample_name, timestamp
+from workers.arguments import WHEN, customer_id, port, positive, sample_name, timestamp
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -24,7 +24,9 @@ Command = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_send(parser, args)
     # Only now, and only what the chosen command needs: --help never gets here.
     from models.db.schema import SchemaError
     from workers import logs
@@ -33,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings(require_secret=args.needs_secret)
-        logs.configure(settings.log_level, settings.log_format)
+        # A command that prints its result logs errors only: nothing interleaves with it.
+        logs.configure(settings.log_level, settings.log_format, quiet=not args.runs)
         return _command(args.command)(args, settings)
     except (ConfigError, CommandError, SchemaError) as exc:
         print(f"voucherhook: {exc}", file=sys.stderr)
@@ -64,13 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="voucherhook", description="Voucherify webhook receiver and workers.")
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     # Only the receiver and `send` sign or verify: the other commands run without the secret.
-    parser.set_defaults(needs_secret=False)
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    # `runs`: a process that runs until stopped, whose log is its output.
+    parser.set_defaults(needs_secret=False, runs=False)
+    sub = parser.add_subparsers(action=_Commands, required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the receiver (and, embedded, a worker beside it)")
     serve.add_argument("--host", help="address to bind (default VOUCHERHOOK_HOST)")
-    serve.add_argument("--port", type=int, help="port (default PORT)")
-    serve.add_argument("--workers", type=int, default=1, help="web processes (default 1)")
+    serve.add_argument("--port", type=port, help="port (default PORT)")
+    serve.add_argument("--workers", type=positive, default=1, help="web processes (default 1)")
     beside = serve.add_mutually_exclusive_group()
     beside.add_argument(
         "--with-worker",
@@ -82,24 +86,25 @@ def _parser() -> argparse.ArgumentParser:
     beside.add_argument(
         "--no-worker", dest="with_worker", action="store_false", help="run the receiver only"
     )
-    serve.set_defaults(command="run:cmd_serve", needs_secret=True)
+    serve.set_defaults(command="run:cmd_serve", needs_secret=True, runs=True)
 
-    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker = sub.add_parser("worker", help="run a worker: process events, send notifications")
     worker.add_argument(
         "--concurrency", type=int, help="processes (VOUCHERHOOK_WORKER_CONCURRENCY)"
     )
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"], help="Celery pool")
-    worker.set_defaults(command="run:cmd_worker")
+    worker.set_defaults(command="run:cmd_worker", runs=True)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(command="run:cmd_migrate")
 
-    events = sub.add_parser("events", help="stored events")
-    events_sub = events.add_subparsers(required=True, metavar="WHAT")
+    events = sub.add_parser("events", help="stored events: list, show, retype")
+    events_sub = events.add_subparsers(action=_Commands, required=True, metavar="WHAT")
     listing = events_sub.add_parser("list", help="events, newest first")
     listing.add_argument("--type", help="only this event type")
     listing.add_argument("--status", choices=EVENT_STATUSES, help="only this status")
-    listing.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
+    listing.add_argument("--since", type=timestamp, help=f"received at or after ({WHEN})")
+    listing.add_argument("--until", type=timestamp, help=f"received before ({WHEN})")
     listing.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
     listing.set_defaults(command="events:cmd_events_list")
@@ -109,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(command="events:cmd_events_show")
     retype = events_sub.add_parser(
         "retype",
-        help="give a quarantined raw delivery the type its URL should have named",
+        help="give a quarantined raw delivery its right type",
         description="A raw payload (no envelope) sent to a URL naming another type than its "
         "body's shape is quarantined, never booked. Once the distribution's URL is corrected, "
         "give the deliveries it already sent their type: the body must have that type's shape, "
@@ -119,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     retype.add_argument("event_type", metavar="TYPE", help="e.g. redemption.rollback.succeeded")
     retype.set_defaults(command="events:cmd_events_retype")
 
-    notes = sub.add_parser("notifications", help="emails and webhooks, across events")
-    notes_sub = notes.add_subparsers(required=True, metavar="WHAT")
+    notes = sub.add_parser("notifications", help="emails and webhooks sent: list, release")
+    notes_sub = notes.add_subparsers(action=_Commands, required=True, metavar="WHAT")
     notes_list = notes_sub.add_parser("list", help="deliveries, newest first")
     notes_list.add_argument("--status", choices=NOTIFICATION_STATUSES, help="only this status")
     notes_list.add_argument("--event-id", metavar="ID", help="only this event's")
@@ -129,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     notes_list.set_defaults(command="notifications:cmd_notifications_list")
     release = notes_sub.add_parser(
         "release",
-        help="mark deliveries left `sending` (a worker died mid-send) failed, to re-send them",
+        help="make deliveries left `sending` failed, to re-send them",
         description="A delivery whose worker died during the send stays `sending`: nobody knows "
         "whether it arrived, so nothing sends it again. Once you know it did not arrive, release "
         "it: it becomes `failed`, and `voucherhook replay --event-id ID --notify` sends it.",
@@ -144,8 +149,8 @@ def _parser() -> argparse.ArgumentParser:
         "--event-id", dest="event_ids", action="append", metavar="ID", help="repeatable"
     )
     replay.add_argument("--type", help="events of this type")
-    replay.add_argument("--since", type=timestamp, help="received at or after (ISO 8601)")
-    replay.add_argument("--until", type=timestamp, help="received before (ISO 8601)")
+    replay.add_argument("--since", type=timestamp, help=f"received at or after ({WHEN})")
+    replay.add_argument("--until", type=timestamp, help=f"received before ({WHEN})")
     replay.add_argument("--status", choices=EVENT_STATUSES, help="events with this status")
     replay.add_argument("--dry-run", action="store_true", help="say what would run, change nothing")
     replay.add_argument(
@@ -159,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
     purge = sub.add_parser(
         "purge",
-        help="redact personal data of processed and ignored events received before a date",
+        help="redact personal data of events received before a date",
         description="Replace the raw bodies of processed and ignored events received before "
         "DATE by redacted copies (no names, emails, phones, addresses, metadata; ids, amounts "
         "and times kept, so the books do not change), clear their client headers and address, "
@@ -171,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         type=timestamp,
         required=True,
         metavar="DATE",
-        help="received before this ISO 8601 date or time (UTC unless it says)",
+        help=f"received before this ({WHEN}; UTC unless it says)",
     )
     purge.add_argument("--dry-run", action="store_true", help="count what would change only")
     purge.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -179,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 
     forget = sub.add_parser(
         "forget-customer",
-        help="erase one customer's personal data from every event and notification",
+        help="erase one customer's personal data everywhere",
         description="An erasure request: redact every stored event whose body names the "
         "customer, whatever its status (a body that is not JSON is replaced whole), and their "
         "notifications (one not sent yet is cancelled). Ids, amounts and times are kept, so "
@@ -192,26 +197,26 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("--json", action="store_true", help="JSON for scripts")
     forget.set_defaults(command="retention:cmd_forget_customer")
 
-    ledger = sub.add_parser("ledger", help="the double-entry ledger")
-    ledger_sub = ledger.add_subparsers(required=True, metavar="WHAT")
+    ledger = sub.add_parser("ledger", help="the double-entry ledger: balances")
+    ledger_sub = ledger.add_subparsers(action=_Commands, required=True, metavar="WHAT")
     balances = ledger_sub.add_parser("balances", help="account balances")
     balances.add_argument("--account", metavar="PREFIX", help="only accounts starting so")
     balances.add_argument("--json", action="store_true", help="JSON for scripts")
     balances.set_defaults(command="inspect:cmd_ledger_balances")
 
-    loyalty = sub.add_parser("loyalty", help="one loyalty card")
+    loyalty = sub.add_parser("loyalty", help="one loyalty card: balances, drift, gaps")
     loyalty.add_argument("card_id", metavar="CARD_ID", help="the card's voucher id (v_…)")
     loyalty.add_argument("--json", action="store_true", help="JSON for scripts")
     loyalty.set_defaults(command="inspect:cmd_loyalty")
 
-    giftcard = sub.add_parser("giftcard", help="one gift card")
+    giftcard = sub.add_parser("giftcard", help="one gift card: balances, drift, gaps")
     giftcard.add_argument("card_id", metavar="CARD_ID", help="the card's voucher id (v_…)")
     giftcard.add_argument("--json", action="store_true", help="JSON for scripts")
     giftcard.set_defaults(command="inspect:cmd_giftcard")
 
     cards = sub.add_parser(
         "cards",
-        help="every loyalty and gift card: reported balance, ledger balance, drift, gaps",
+        help="every card: reported and booked balance, drift, gaps",
     )
     cards.add_argument(
         "--drift",
@@ -223,31 +228,87 @@ def _parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser(
         "send",
-        help="sign a payload (a file, or a built-in sample) with the configured secret and POST it",
+        help="sign payloads (files, or a sample) and POST them",
         description="Sign a Voucherify payload with the configured secret and POST it: to try "
         "a deployment end to end. Give a JSON FILE, or --sample NAME for a built-in sample "
         f"({', '.join(sample_events.NAMES)}) with fresh ids, so that every send is a new event; "
         "a sample goes in a v2024-01-01 envelope unless --raw.",
     )
-    what = send.add_mutually_exclusive_group(required=True)
-    what.add_argument("file", type=Path, nargs="?", metavar="FILE", help="JSON file to send")
-    what.add_argument(
+    # FILE or --sample, checked by _check_send: argparse counts an empty FILE… as given.
+    send.add_argument(
+        "files", type=Path, nargs="*", metavar="FILE", help="JSON files to send, in this order"
+    )
+    send.add_argument(
         "--sample",
         type=sample_name,
         metavar="NAME",
         help=f"a built-in sample with fresh ids: {', '.join(sample_events.NAMES)}",
     )
     send.add_argument(
-        "--url", required=True, help="the receiver, e.g. http://127.0.0.1:8000/webhooks/voucherify"
+        "--url",
+        help="the receiver's webhook URL (default: the local receiver, "
+        "http://VOUCHERHOOK_HOST:PORT/webhooks/voucherify, i.e. "
+        "http://127.0.0.1:8000/webhooks/voucherify unless they are set)",
     )
-    send.add_argument("--type", dest="event_type", help="event type of a raw payload FILE")
+    send.add_argument("--type", dest="event_type", help="event type of raw payload FILEs")
     send.add_argument(
         "--raw",
         action="store_true",
         help="send the sample without an envelope, its event type appended to the URL",
     )
     send.set_defaults(command="send:cmd_send", needs_secret=True)
+
+    listen = sub.add_parser(
+        "listen",
+        help="print the notifications POSTed to it (a local sink)",
+        description="A local endpoint for NOTIFY_WEBHOOK_URL while trying voucherhook out: "
+        "it prints the text of every notification POSTed to it and answers 200. Start it, "
+        "then run `serve` or `worker` with NOTIFY_WEBHOOK_URL set to the address it prints.",
+    )
+    listen.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+    )
+    listen.add_argument("--port", type=port, default=9000, help="port (default 9000)")
+    listen.set_defaults(command="listen:cmd_listen", runs=True)
     return parser
+
+
+def _check_send(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`send` takes FILEs or --sample, exactly one of the two."""
+    if getattr(args, "command", None) != "send:cmd_send":
+        return
+    if args.files and args.sample is not None:
+        parser.error("send FILEs or --sample NAME, not both")
+    if not args.files and args.sample is None:
+        parser.error("send needs FILEs or --sample NAME")
+
+
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subcommands whose `--help` opens with their one-line help, when they have no longer
+    description."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        line = kwargs.get("help")
+        if line and "description" not in kwargs:
+            kwargs["description"] = f"{line[0].upper()}{line[1:]}."
+        parser: argparse.ArgumentParser = super().add_parser(name, **kwargs)
+        return parser
+
+
+class _Formatter(argparse.HelpFormatter):
+    """The commands' help starts after the longest name (forget-customer), so that each one is
+    a single line on an 80-column terminal."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=24)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        # argparse measures the commands' names one indent short of where it prints them.
+        if isinstance(action, argparse._SubParsersAction) and action.help != argparse.SUPPRESS:
+            names = [len(self._format_action_invocation(a)) for a in action._get_subactions()]
+            indent = self._current_indent + self._indent_increment
+            self._action_max_length = max(self._action_max_length, max(names, default=0) + indent)
 
 
 class _Version(argparse.Action):
@@ -262,7 +323,11 @@ class _Version(argparse.Action):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, like every other failure."""
+    """Usage errors in one line, like every other failure; each command's help on its line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"voucherhook: {message} (see `{self.prog} --help`)\n")

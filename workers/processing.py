@@ -155,7 +155,8 @@ class Processor:
             for retry in follow.retries
         }
         with self._engine.begin() as conn:
-            self._settle(conn, types, failed, leases)
+            settled = self._settle(conn, types, failed, leases)
+        _log_settled(settled)
         return follow
 
     def _run_together(
@@ -166,10 +167,11 @@ class Processor:
         try:
             with self._engine.begin() as conn:
                 done = [self._run_batch(conn, name, group) for name, group in groups]
-                self._settle(conn, types, {})
+                settled = self._settle(conn, types, {})
         except Exception:
             log.info("batch_splitting", handlers=[name for name, _ in groups])
             return False
+        _log_settled(settled)
         for batch in done:
             follow.add(batch)
         return True
@@ -262,10 +264,10 @@ class Processor:
         types: dict[str, str],
         failed: dict[str, list[str]],
         leases: Mapping[str, datetime] | None = None,
-    ) -> None:
+    ) -> list[tuple[str, str, str | None]]:
         """Processed when every handler is done; failed when one failed for good; else still
         pending (a handler held, or waiting for its retry, leased until the retry is due),
-        with the reason as its error."""
+        with the reason as its error. Answers each event's (id, status, error)."""
         outcomes: list[tuple[str, str, str | None]] = []
         runs = run_store.statuses(conn, list(types))
         for event_id, event_type in types.items():
@@ -284,6 +286,22 @@ class Processor:
                 ]
                 outcomes.append((event_id, "pending", "; ".join(waiting)))
         eventlog.set_statuses(conn, outcomes, _now(), leases)
+        return outcomes
+
+
+def _log_settled(outcomes: list[tuple[str, str, str | None]]) -> None:
+    """Once committed: one line for the batch's processed events, one per failed event."""
+    processed = [event_id for event_id, status, _ in outcomes if status == "processed"]
+    if processed:
+        log.info("events_processed", event_ids=processed)
+    for event_id, status, error in outcomes:
+        if status == "failed":
+            log.warning(
+                "event_failed",
+                event_id=event_id,
+                error=(error or "")[:500],
+                see=f"voucherhook events show {event_id}",
+            )
 
 
 def _now() -> datetime:

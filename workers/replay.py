@@ -31,6 +31,9 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     notifications_sent: int = 0
+    notifications_not_sent: int = 0
+    """Refused (to be retried, or failed for good): logged as warnings, which `replay` does
+    not show, so it counts them."""
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,6 +83,7 @@ def replay(
                 to_send.extend(notification_store.retry_failed(conn, chunk, datetime.now(UTC)))
         sent = deliver_all(engine, senders, list(dict.fromkeys(to_send)), policy, pacing)
         summary.notifications_sent += sum(done.result == "sent" for done in sent)
+        summary.notifications_not_sent += sum(done.result in ("failed", "retry") for done in sent)
         _count(engine, chunk, work, summary)
         advance(len(chunk))
     return summary

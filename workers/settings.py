@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -61,9 +61,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, alias="VOUCHERHOOK_MAX_ATTEMPTS", ge=1)
     retry_backoff: float = Field(2.0, alias="VOUCHERHOOK_RETRY_BACKOFF", gt=0)
     retry_backoff_max: float = Field(300.0, alias="VOUCHERHOOK_RETRY_BACKOFF_MAX", gt=0)
-    log_format: str = Field("json", alias="VOUCHERHOOK_LOG_FORMAT", pattern=r"^(json|console)$")
-    log_level: str = Field(
-        "INFO", alias="VOUCHERHOOK_LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$"
+    # auto: readable lines on a terminal, JSON (one object per line) otherwise.
+    log_format: Literal["auto", "console", "json"] = Field("auto", alias="VOUCHERHOOK_LOG_FORMAT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", alias="VOUCHERHOOK_LOG_LEVEL"
     )
 
     @field_validator("webhook_secrets", mode="before")
@@ -222,6 +223,8 @@ def load_settings(*, require_secret: bool = True) -> Settings:
             hint = _MISSING_HINTS.get(name, "set it in the environment")
             raise ConfigError(f"{name} is not set: {hint}") from None
         message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"must be {error['ctx']['expected']}, not {error['input']!r}"
         if not error["loc"]:  # a rule across settings: the message names them itself
             raise ConfigError(message) from None
         raise ConfigError(f"{name} {message}") from None

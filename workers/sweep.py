@@ -77,8 +77,11 @@ class Periodic:
         self._thread.start()
 
     def stop(self) -> None:
+        """Safe before `start()`: a worker stopped while it waits for its broker shuts down
+        without ever having started its jobs."""
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:
+            self._thread.join(10)
 
     def _run(self) -> None:
         wait = self._first_after

@@ -91,6 +91,7 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
     pool = pool or ("solo" if settings.embedded else "prefork")
     app.worker_main(
         [
+            "--quiet",  # no banner: the log's "Connected to …" and "… ready." lines say it
             "worker",
             f"--pool={pool}",
             f"--concurrency={concurrency or settings.worker_concurrency}",

@@ -23,6 +23,7 @@ def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
             event_type=args.type,
             status=args.status,
             since=args.since,
+            until=args.until,
             limit=args.limit,
             newest_first=True,
         )
@@ -45,15 +46,8 @@ def cmd_events_list(args: argparse.Namespace, settings: Settings) -> int:
         output.print_table(
             ("received_at", "id", "type", "status", "attempts", "error"),
             [
-                (
-                    e["received_at"],
-                    e["id"],
-                    e["type"],
-                    e["status"],
-                    e["attempts"],
-                    _short(e["error"]),
-                )
-                for e in listed
+                (row.received_at, row.id, row.type, row.status, row.attempts, _short(row.error))
+                for row in rows
             ],
         )
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
+from models.amounts import money, of_asset, points
 from models.cards import CardReport, report
 from models.db import card_store, ledger_store
 from workers import output
@@ -23,7 +25,9 @@ def cmd_ledger_balances(args: argparse.Namespace, settings: Settings) -> int:
             "no postings" + (f" for accounts starting with {args.account}" if args.account else "")
         )
     else:
-        output.print_table(("account", "asset", "balance"), rows)
+        output.print_table(
+            ("account", "balance"), [(account, of_asset(b, asset)) for account, asset, b in rows]
+        )
     return 0
 
 
@@ -50,7 +54,7 @@ def cmd_loyalty(args: argparse.Namespace, settings: Settings) -> int:
         "flags": list(card.flags),
         "gaps": _gaps(books),
     }
-    _show(record, books, args.json)
+    _show(record, books, args.json, points, ("balance", "ledger_balance", "drift", "points_spent"))
     return 0
 
 
@@ -72,7 +76,7 @@ def cmd_giftcard(args: argparse.Namespace, settings: Settings) -> int:
         "movements": books.movements,
         "gaps": _gaps(books),
     }
-    _show(record, books, args.json)
+    _show(record, books, args.json, _money(settings), ("balance", "ledger_balance", "drift"))
     return 0
 
 
@@ -103,9 +107,18 @@ def cmd_cards(args: argparse.Namespace, settings: Settings) -> int:
     elif not shown:
         print("every card's books agree with Voucherify" if args.drift else "no card seen")
     else:
+        shown_in = {"loyalty": points, "gift": _money(settings)}
         output.print_table(
             ("card", "kind", "balance", "ledger", "drift", "gaps"),
-            [(r.card_id, r.kind, r.balance, r.ledger_balance, r.drift, len(r.gaps)) for r in shown],
+            [
+                (
+                    r.card_id,
+                    r.kind,
+                    *(shown_in[r.kind](n) for n in (r.balance, r.ledger_balance, r.drift)),
+                    len(r.gaps),
+                )
+                for r in shown
+            ],
         )
         if args.drift:
             print(
@@ -139,10 +152,24 @@ def _gaps(books: CardReport) -> list[dict[str, Any]]:
     ]
 
 
-def _show(record: dict[str, Any], books: CardReport, as_json: bool) -> None:
+def _money(settings: Settings) -> Callable[[int], str]:
+    """Gift cards hold credit in the project currency (payloads never name it)."""
+    return lambda minor: money(minor, settings.currency)
+
+
+def _show(
+    record: dict[str, Any],
+    books: CardReport,
+    as_json: bool,
+    amount: Callable[[int], str],
+    amounts: tuple[str, ...],
+) -> None:
+    """`--json` as stored (integers); for people, the fields in `amounts` shown by `amount`."""
     if as_json:
         output.print_json(record)
         return
-    output.print_record([(k, v) for k, v in record.items() if k != "gaps"])
+    output.print_record(
+        [(k, amount(v) if k in amounts else v) for k, v in record.items() if k != "gaps"]
+    )
     for gap in books.gaps:
-        print(f"gap: {gap.describe(books.unit)}")
+        print(f"gap: {gap.describe(amount)}")

@@ -74,4 +74,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     )
     for event_id, error in summary.failures.items():
         print(f"  failed {event_id}: {error}")
+    if summary.notifications_not_sent:
+        print(
+            f"  {summary.notifications_not_sent} notification(s) refused: "
+            "`voucherhook notifications list --status failed` (or `--status pending`: retried "
+            "later) shows each error"
+        )
     return 1 if summary.failed else 0

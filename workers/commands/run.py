@@ -63,6 +63,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
     with_worker = settings.embedded if args.with_worker is None else args.with_worker
+    if not with_worker and args.with_worker is None:
+        print(
+            "voucherhook: no worker runs beside the receiver (REDIS_URL is set): start one "
+            "with `voucherhook worker`, here or on any machine with the same settings, or "
+            "pass --with-worker",
+            file=sys.stderr,
+            flush=True,
+        )
     worker = _WorkerChild() if with_worker else None
     if worker:
         worker.start()
