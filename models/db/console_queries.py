@@ -29,6 +29,7 @@ from sqlalchemy import (
 
 from models.console import EventFilter, Window
 from models.db.tables import (
+    card_movements,
     event_counts,
     events,
     ledger_conflicts,
@@ -62,13 +63,14 @@ def activity(conn: Connection, window: Window) -> list[tuple[int, str, int]]:
     """(bucket number, status, events) of the events received in `window`, the bucket
     being seconds since the epoch // `window.width`. Reads the (received_at, status) index
     only."""
-    return [(int(b), s, int(n)) for b, s, n in conn.execute(activity_statement(conn, window))]
+    stmt = activity_statement(window, conn.dialect.name)
+    return [(int(b), s, int(n)) for b, s, n in conn.execute(stmt)]
 
 
-def activity_statement(conn: Connection, window: Window) -> Select[Any]:
+def activity_statement(window: Window, dialect: str = "postgresql") -> Select[Any]:
     """The query of `activity`."""
     width = window.width
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         epoch: ColumnElement[Any] = func.extract("epoch", events.c.received_at)
         bucket: ColumnElement[Any] = cast(func.floor(epoch / width), BigInteger)
     else:
@@ -312,8 +314,11 @@ def notification(conn: Connection, seq: int) -> Any | None:
 def cards_page(conn: Connection, *, after: str | None, limit: int = 50) -> list[Any]:
     """Cards by id after `after`: (card_id, kind, movements, last movement's time). Read in
     the card movements' key order, one page of cards at a time."""
-    from models.db.tables import card_movements
+    return list(conn.execute(cards_statement(after=after, limit=limit)))
 
+
+def cards_statement(*, after: str | None, limit: int) -> Select[Any]:
+    """The query of `cards_page`."""
     stmt = (
         select(
             card_movements.c.card_id,
@@ -327,7 +332,7 @@ def cards_page(conn: Connection, *, after: str | None, limit: int = 50) -> list[
     )
     if after is not None:
         stmt = stmt.where(card_movements.c.card_id > after)
-    return list(conn.execute(stmt))
+    return stmt
 
 
 def event_summaries(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
