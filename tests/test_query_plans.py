@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, select, text
 
-from models.db import eventlog, notification_store, run_store, schema
+from models.console import EventFilter, Window
+from models.db import console_queries, eventlog, notification_store, run_store, schema
 from models.db.engine import make_engine
 from models.db.tables import events
 from tests.support import large_log
@@ -73,6 +74,14 @@ def _replayed(**filters: Any) -> Query:
     """`replay`'s selection (workers.commands.replay): every match, in receipt order."""
     return lambda log: eventlog.select_events_statement(
         **{k: f(log) if callable(f) else f for k, f in filters.items()}
+    )
+
+
+def _console(chosen: EventFilter | Callable[[Log], EventFilter], **page: int) -> Query:
+    """The console's events page (workers.console.events): newest first, 50 (and one more),
+    a search reading at most SEARCH_SCAN bodies."""
+    return lambda log: console_queries.events_statement(
+        chosen(log) if callable(chosen) else chosen, limit=51, **page
     )
 
 
@@ -141,6 +150,32 @@ HOT: dict[str, Query] = {
     ),
     "notifications list --event-id": lambda _log: notification_store.listing_statement(
         status=None, event_id="evt_99000", limit=50
+    ),
+    "console: events": _console(EventFilter()),
+    "console: events, an older page": _console(EventFilter(), before=LOG // 2),
+    "console: events, a newer page": _console(EventFilter(), after=LOG // 2),
+    "console: events ?status=failed, an older page": _console(
+        EventFilter(status="failed"), before=LOG // 2
+    ),
+    "console: events ?type ?since": _console(
+        lambda log: EventFilter(type="redemption.succeeded", since=_hour_ago(log))
+    ),
+    "console: events ?status ?since ?until": _console(
+        lambda log: EventFilter(status="processed", since=_hour_ago(log), until=_half_hour_ago(log))
+    ),
+    "console: events ?q (a search)": _console(EventFilter(q="r_nowhere")),
+    "console: events ?q ?status=failed": _console(EventFilter(q="r_nowhere", status="failed")),
+    "console: events ?q, an older stretch": _console(EventFilter(q="r_nowhere"), before=LOG // 2),
+    "console: activity, last 3 hours per minute": lambda log: console_queries.activity_statement(
+        Window(log.at(LOG), 60, 180)
+    ),
+    "console: notifications ?status=failed, an older page": (
+        lambda _log: console_queries.notifications_statement(
+            status="failed", before=LOG // 2, limit=50
+        )
+    ),
+    "console: notifications, an older page": lambda _log: console_queries.notifications_statement(
+        status=None, before=LOG // 2, limit=50
     ),
 }
 
