@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from models.console import EventFilter
-from models.db import console_queries
+from models.db import console_books, console_queries
 from tests.support import large_log
 from workers.console.app import Console
 from workers.settings import Settings
@@ -35,7 +35,7 @@ def console_operations(
         def run() -> Any:
             with engine.connect() as conn:
                 console_queries.delivery_counts(conn)
-                return console_queries.notifications_page(conn, status=status, before=None)
+                return console_books.notifications_page(conn, status=status, before=None)
 
         return run
 

@@ -19,7 +19,14 @@ import pytest
 from sqlalchemy import Connection, Engine, select, text
 
 from models.console import EventFilter, Window
-from models.db import console_queries, eventlog, notification_store, run_store, schema
+from models.db import (
+    console_books,
+    console_queries,
+    eventlog,
+    notification_store,
+    run_store,
+    schema,
+)
 from models.db.engine import make_engine
 from models.db.tables import events
 from tests.support import large_log
@@ -170,11 +177,11 @@ HOT: dict[str, Query] = {
         Window(log.at(LOG), 60, 180)
     ),
     "console: notifications ?status=failed, an older page": (
-        lambda _log: console_queries.notifications_statement(
+        lambda _log: console_books.notifications_statement(
             status="failed", before=LOG // 2, limit=50
         )
     ),
-    "console: notifications, an older page": lambda _log: console_queries.notifications_statement(
+    "console: notifications, an older page": lambda _log: console_books.notifications_statement(
         status=None, before=LOG // 2, limit=50
     ),
 }

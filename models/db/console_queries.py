@@ -1,6 +1,6 @@
-"""All SQL the operator console adds: activity per minute, what needs attention, pages of
-events (with a bounded search over their bodies), of an account's postings, of cards and of
-deliveries. Every page is keyset-paginated by a sequence number, through an index.
+"""The SQL of the operator console's overview and events: activity per minute, what needs
+attention, pages of events with a bounded search over their bodies, keyset-paginated by the
+events' sequence number through an index (`models/db/console_books.py` has the books' pages).
 
 What the console shares with the command line (an event's runs, a card's movements, ledger
 balances, releasing a delivery) stays in the concept's own module and is called from there.
@@ -8,7 +8,6 @@ balances, releasing a delivery) stays in the concept's own module and is called 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,13 +28,10 @@ from sqlalchemy import (
 
 from models.console import EventFilter, Window
 from models.db.tables import (
-    card_movements,
     event_counts,
     events,
     ledger_conflicts,
     ledger_holds,
-    ledger_postings,
-    ledger_transactions,
     notifications,
 )
 from models.statuses import NOTIFICATION_STATUSES
@@ -249,97 +245,3 @@ def _body_holds(needle: bytes, dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return text("position(:needle IN events.body) > 0").bindparams(bindparam("needle", needle))  # type: ignore[return-value]
     return func.instr(events.c.body, needle) > 0
-
-
-def account_postings(
-    conn: Connection, account: str, *, before: int | None, limit: int = 50
-) -> list[Any]:
-    """An account's postings, newest first, older than `before`: each with its transaction's
-    key, memo, event and booking time."""
-    return list(conn.execute(account_postings_statement(account, before=before, limit=limit)))
-
-
-def account_postings_statement(account: str, *, before: int | None, limit: int) -> Select[Any]:
-    stmt = (
-        select(
-            ledger_postings.c.seq,
-            ledger_postings.c.asset,
-            ledger_postings.c.amount,
-            ledger_postings.c.transaction_key,
-            ledger_transactions.c.event_id,
-            ledger_transactions.c.memo,
-            ledger_transactions.c.booked_at,
-        )
-        .join(ledger_transactions, ledger_transactions.c.key == ledger_postings.c.transaction_key)
-        .where(ledger_postings.c.account == account)
-        .order_by(ledger_postings.c.seq.desc())
-        .limit(limit)
-    )
-    if before is not None:
-        stmt = stmt.where(ledger_postings.c.seq < before)
-    return stmt
-
-
-def account_balance(conn: Connection, account: str) -> list[tuple[str, int]]:
-    """(asset, balance) of one account."""
-    rows = conn.execute(
-        select(ledger_postings.c.asset, func.sum(ledger_postings.c.amount))
-        .where(ledger_postings.c.account == account)
-        .group_by(ledger_postings.c.asset)
-        .order_by(ledger_postings.c.asset)
-    )
-    return [(asset, int(total)) for asset, total in rows]
-
-
-def notifications_page(
-    conn: Connection, *, status: str | None, before: int | None, limit: int = 50
-) -> list[Any]:
-    """Deliveries newest first, in one status or all, older than `before`."""
-    return list(conn.execute(notifications_statement(status=status, before=before, limit=limit)))
-
-
-def notifications_statement(*, status: str | None, before: int | None, limit: int) -> Select[Any]:
-    stmt = select(notifications).order_by(notifications.c.seq.desc()).limit(limit)
-    if status is not None:
-        stmt = stmt.where(notifications.c.status == status)
-    if before is not None:
-        stmt = stmt.where(notifications.c.seq < before)
-    return stmt
-
-
-def notification(conn: Connection, seq: int) -> Any | None:
-    return conn.execute(select(notifications).where(notifications.c.seq == seq)).first()
-
-
-def cards_page(conn: Connection, *, after: str | None, limit: int = 50) -> list[Any]:
-    """Cards by id after `after`: (card_id, kind, movements, last movement's time). Read in
-    the card movements' key order, one page of cards at a time."""
-    return list(conn.execute(cards_statement(after=after, limit=limit)))
-
-
-def cards_statement(*, after: str | None, limit: int) -> Select[Any]:
-    """The query of `cards_page`."""
-    stmt = (
-        select(
-            card_movements.c.card_id,
-            func.min(card_movements.c.kind).label("kind"),
-            func.count().label("movements"),
-            func.max(card_movements.c.at).label("last_at"),
-        )
-        .group_by(card_movements.c.card_id)
-        .order_by(card_movements.c.card_id)
-        .limit(limit)
-    )
-    if after is not None:
-        stmt = stmt.where(card_movements.c.card_id > after)
-    return stmt
-
-
-def event_summaries(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
-    """Type and status of these events, by id (to link movements and postings to them)."""
-    if not ids:
-        return {}
-    rows = conn.execute(
-        select(events.c.id, events.c.type, events.c.status).where(events.c.id.in_(list(ids)))
-    )
-    return {row.id: row for row in rows}

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from models.cards import chain, report
 from models.charts import Series, line_chart
 from models.console import FilterError, read_cursor
-from models.db import card_store, console_queries, ledger_store
+from models.db import card_store, console_books, ledger_store
 from models.notifications import ZERO_DECIMAL
 from receiver.admin import Cached
 from workers.console.auth import Access
@@ -97,14 +97,14 @@ def _account(
     console: Console, name: str, before: int | None
 ) -> tuple[list[tuple[str, int]], list[Any]]:
     with console.engine.connect() as conn:
-        totals = console_queries.account_balance(conn, name)
-        postings = console_queries.account_postings(conn, name, before=before, limit=PAGE)
+        totals = console_books.account_balance(conn, name)
+        postings = console_books.account_postings(conn, name, before=before, limit=PAGE)
     return totals, postings
 
 
 def _cards(console: Console, after: str | None) -> list[Any]:
     with console.engine.connect() as conn:
-        return console_queries.cards_page(conn, after=after, limit=PAGE)
+        return console_books.cards_page(conn, after=after, limit=PAGE)
 
 
 def _card(console: Console, card_id: str) -> dict[str, Any] | None:
@@ -116,7 +116,7 @@ def _card(console: Console, card_id: str) -> dict[str, Any] | None:
         state = card_store.get(conn, card_id) if kind == "loyalty" else None
         booked = card_store.ledger_balance(conn, kind, card_id)
         ordered = chain(m for m in moves if m.kind == kind)
-        linked = console_queries.event_summaries(conn, sorted({m.event_id for m in ordered}))
+        linked = console_books.event_summaries(conn, sorted({m.event_id for m in ordered}))
     books = report(card_id, kind, ordered, booked)
     return {
         "card_id": card_id,

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from models.console import FilterError, read_cursor
-from models.db import console_queries, notification_store
+from models.db import console_books, console_queries, notification_store
 from models.statuses import NOTIFICATION_STATUSES
 from workers.commands.notifications import RELEASED
 from workers.console.auth import PREFIX, Access
@@ -92,7 +92,7 @@ def _listing(
 ) -> tuple[dict[str, int], list[Any]]:
     with console.engine.connect() as conn:
         counts = console_queries.delivery_counts(conn)
-        rows = console_queries.notifications_page(conn, status=status, before=before, limit=PAGE)
+        rows = console_books.notifications_page(conn, status=status, before=before, limit=PAGE)
     return counts, rows
 
 
