@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.dialects import postgresql
 
 from models.console import EventFilter, Window
 from models.db import (
@@ -238,6 +239,37 @@ def test_a_page_of_deliveries_in_one_status_reads_that_page_only(log: Log, statu
         plan = explain(conn, statement)
         shown = explain(conn, statement, "TEXT") if sorts(plan) else ""
     assert not sorts(plan), f"notifications list --status {status} sorts every match:\n{shown}"
+
+
+def rows_read(plan: Any, table: str) -> int:
+    """Rows an executed plan (EXPLAIN ANALYZE's JSON) read from `table`, kept or filtered out."""
+    total = 0
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        if node.get("Relation Name") == table:
+            kept = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            total += kept * node["Actual Loops"]
+        nodes.extend(node.get("Plans", ()))
+    return total
+
+
+@pytest.mark.parametrize("status", [None, "processed"])
+def test_a_console_search_reads_a_bounded_stretch_of_the_log(log: Log, status: str | None) -> None:
+    """A term found in no body: the search reads its stretch (`scan` events) and stops, instead
+    of testing every body of the log while looking for a page of matches."""
+    scan = 1000
+    statement = console_queries.events_statement(
+        EventFilter(q="in-no-body", status=status), limit=51, scan=scan
+    )
+    compiled = statement.compile(dialect=postgresql.dialect())
+    with log.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
+        ).scalar_one()
+        shown = explain(conn, statement, "TEXT")
+    read = rows_read(plan, "events")
+    assert scan <= read <= 2 * scan, f"the search read {read} events of {LOG}:\n{shown}"
 
 
 def test_a_query_without_an_index_is_caught(log: Log) -> None:

@@ -202,12 +202,19 @@ def events_statement(
     order = events.c.seq.asc() if forward else events.c.seq.desc()
     if not chosen.q:
         return _filtered(select(*EVENT_COLUMNS), chosen, before, after).order_by(order).limit(limit)
-    stretch = _stretch(chosen, before=before, after=after, scan=scan).subquery()
-    return (
-        select(*EVENT_COLUMNS)
-        .where(events.c.seq.in_(select(stretch.c.seq)))
-        .where(or_(events.c.id == chosen.q, _body_holds(chosen.q.encode(), dialect)))
+    # The stretch is a subquery with a LIMIT, which PostgreSQL never merges into the query
+    # around it: the body test runs on those `scan` rows only, whatever the plan.
+    stretch = (
+        _filtered(select(*EVENT_COLUMNS, events.c.body), chosen, before, after)
         .order_by(order)
+        .limit(scan)
+        .subquery("stretch")
+    )
+    seq = stretch.c.seq
+    return (
+        select(*(stretch.c[column.name] for column in EVENT_COLUMNS))
+        .where(or_(stretch.c.id == chosen.q, _body_holds(stretch, chosen.q.encode(), dialect)))
+        .order_by(seq.asc() if forward else seq.desc())
         .limit(limit)
     )
 
@@ -240,8 +247,11 @@ def _filtered(
     return stmt
 
 
-def _body_holds(needle: bytes, dialect: str) -> ColumnElement[bool]:
+def _body_holds(stretch: Any, needle: bytes, dialect: str) -> ColumnElement[bool]:
     """The stored bytes hold `needle`, byte for byte (a voucher code, an order id)."""
     if dialect == "postgresql":
-        return text("position(:needle IN events.body) > 0").bindparams(bindparam("needle", needle))  # type: ignore[return-value]
-    return func.instr(events.c.body, needle) > 0
+        found = text("position(:needle IN stretch.body) > 0").bindparams(
+            bindparam("needle", needle)
+        )
+        return found  # type: ignore[return-value]
+    return func.instr(stretch.c.body, needle) > 0
