@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, update
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from models.console import EventFilter
+from models.console import EventFilter, activity_series
 from models.db import console_queries, notification_store
 from models.db.tables import events, notifications
 from models.notifications import Message
@@ -25,7 +25,7 @@ from tests.support.processes import ADMIN, ADMIN_TOKEN
 from tests.support.processing import CONFIG, make_processor, store
 from tests.support.sinks import HttpSink
 from tests.unit import recorded
-from workers.console.app import routes
+from workers.console.app import Activity, routes
 from workers.console.auth import COOKIE, SESSION_SECONDS, Auth
 from workers.handlers import BY_NAME
 from workers.processing import Processor, RetryPolicy
@@ -327,6 +327,20 @@ def test_the_overview_counts_what_needs_attention(console: TestClient, db: Engin
     assert re.search(r"<strong>1</strong> deliveries stuck", page)
     assert page.count("<svg") == 2
     assert "3 received, 2 processed, 1 failed" in page
+
+
+def test_between_two_whole_counts_the_activity_counts_the_new_events(db: Engine) -> None:
+    chart = Activity(60, 180, "events per minute")
+    stored(db, 3)
+    with db.connect() as conn:
+        _window, counted = chart.counts(conn, datetime.now(UTC))
+        assert sum(n for _b, _s, n in counted) == 3
+        stored(db, 5)  # two more, received after that count
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        window, counted = chart.counts(conn, later)
+        whole = console_queries.activity(conn, window)
+    assert activity_series(counted, window) == activity_series(whole, window)
+    assert activity_series(counted, window)[1]["received"] == 5
 
 
 # Filters and pages ----------------------------------------------------------------------------

@@ -41,6 +41,36 @@ from workers.console.web import HERE, SecurityHeaders, action, error, page, rend
 from workers.settings import Settings
 from workers.wiring import Runtime
 
+RECOUNT = 300.0
+"""Seconds between two counts of a chart's whole window; in between, only the buckets since
+the last count are counted again (a week of events at 1M a week takes a second to count)."""
+
+
+class Activity:
+    """One chart's counts by bucket and status: the whole window at most every RECOUNT
+    seconds, and at every refresh the buckets since that count, which replace its own."""
+
+    def __init__(self, width: int, buckets: int, title: str) -> None:
+        self.width = width
+        self.buckets = buckets
+        self.title = title
+        self._counted: list[tuple[int, str, int]] = []
+        self._at: datetime | None = None
+
+    def counts(self, conn: Any, now: datetime) -> tuple[Window, list[tuple[int, str, int]]]:
+        window = Window(now, self.width, self.buckets)
+        if self._at is None or (now - self._at).total_seconds() >= RECOUNT:
+            self._counted = console_queries.activity(conn, window)
+            self._at = now
+            return window, self._counted
+        # From the bucket the last count ended in (it was still filling) to now.
+        since = int((now - self._at).total_seconds()) // self.width + 2
+        recent = Window(now, self.width, min(since, self.buckets))
+        first = recent.first_bucket()
+        kept = [row for row in self._counted if row[0] < first]
+        return window, kept + console_queries.activity(conn, recent)
+
+
 WINDOWS = (
     # (seconds per point, points, title)
     (60, 180, "events received per minute, last 3 hours"),
@@ -58,6 +88,7 @@ class Console:
         self.acting = threading.Lock()
         """One action that runs handlers or sends at a time: they share the Runtime's senders."""
         self.overview = Cached(self._overview, ttl=10.0)
+        self.activity = [Activity(*shape) for shape in WINDOWS]
 
     @cached_property
     def runtime(self) -> Runtime:
@@ -67,9 +98,10 @@ class Console:
         now = datetime.now(UTC)
         charts = []
         with self.engine.connect() as conn:
-            for width, buckets, title in WINDOWS:
-                window = Window(now, width, buckets)
-                series, totals = activity_series(console_queries.activity(conn, window), window)
+            for chart in self.activity:
+                window, counted = chart.counts(conn, now)
+                series, totals = activity_series(counted, window)
+                title = chart.title
                 svg = line_chart(
                     series,
                     x_range=(0, window.buckets - 1),
