@@ -163,7 +163,7 @@ def test_a_newcomer_opens_the_console_finds_replays_and_releases(
     shot(page, "01-overview")
 
     # Find one event by its voucher code, open it: failed, with the template's error.
-    page.click("text=Events")
+    page.click("header nav a:text-is('Events')")
     page.fill("input[name=q]", "SUMMER-002")
     page.click("button:has-text('Filter')")
     rows = page.locator("table.events tbody tr")
@@ -214,7 +214,7 @@ def test_a_newcomer_opens_the_console_finds_replays_and_releases(
             .values(status="sending", sent_at=None)
         )
     sent_before = len(sinks.webhook.requests)
-    page.click("text=Notifications")
+    page.click("header nav a:text-is('Notifications')")
     page.click("a:has-text('sending (1)')")
     row = page.locator(f"tr#n{seq}")
     expect(row).to_contain_text("sending")
@@ -228,13 +228,13 @@ def test_a_newcomer_opens_the_console_finds_replays_and_releases(
     shot(page, "07-notifications-resent")
 
     # The books: the ledger, an account's postings back to their events, a card.
-    page.click("text=Ledger")
+    page.click("header nav a:text-is('Ledger')")
     expect(page.locator("main")).to_contain_text("-210.00 USD")  # sales: three orders of 70.00
     shot(page, "08-ledger")
     page.click("a:text-is('sales')")
     expect(page.locator("table")).to_contain_text(ids[2])
     shot(page, "09-account")
-    page.click("text=Cards")
+    page.click("header nav a:text-is('Cards')")
     page.click(f"text={CARD}")
     expect(page.locator("dl.record")).to_contain_text("120 points")
     expect(page.locator("svg.chart")).to_be_visible()
