@@ -20,6 +20,9 @@
      back, so every run finds the same events; `notification_store.stale`);
    - `replay --status failed --dry-run` and `replay --since … --until … --dry-run`:
      the selection and `workers.replay.pending_work`, as `workers.commands.replay` runs them;
+   - the operator console's pages (`bench.console_pages`): the overview's charts and
+     counts, pages of events (newest, deep in the log, filtered, a bounded search), and of
+     notifications;
    - `voucherhook rebuild --json` as a subprocess (`bench.rebuild`'s): seconds, events/s,
      peak RSS of the process (`--no-rebuild` skips it; it writes the books the first time).
 4. A table: milliseconds at each size and the ratio to the first size.
@@ -57,6 +60,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from bench.console_pages import console_operations
 from bench.rebuild import rebuild_cli
 from bench.receiver import postgres_database
 from bench.scrape import REDIS_URL, receiver, scrape_ms
@@ -237,6 +241,8 @@ def measure(
     }
     for name, parsed in replays.items():
         table.add(name, median_ms(replay_dry_run(engine, parsed), args.repeats))
+    for name, run in console_operations(engine, settings, base, size).items():
+        table.add(name, median_ms(run, args.repeats))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ and what they share: the group-commit writer and the outbox dispatcher."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from receiver.admin import Cached, refusal, state_of
 from receiver.config import ReceiverConfig
@@ -36,10 +36,12 @@ def create_app(
     *,
     probe_engine: Engine | None = None,
     broker_check: Callable[[], None] | None = None,
+    routes: Sequence[BaseRoute] = (),
 ) -> Front:
     """Build the receiver. `writer_engine` stores deliveries from the event loop; `engine`
     serves the rest (outbox, metrics) from threads; `probe_engine` (default `engine`) answers
-    /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down."""
+    /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down.
+    `routes` are served beside the receiver's own (the operator console)."""
     metrics = ReceiverMetrics(engine)
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
     writer = EventWriter(writer_engine, dispatcher.submit)
@@ -87,6 +89,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *routes,
         ],
         lifespan=lifespan,
     )

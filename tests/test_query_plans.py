@@ -17,8 +17,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.dialects import postgresql
 
-from models.db import eventlog, notification_store, run_store, schema
+from models.console import EventFilter, Window
+from models.db import (
+    console_books,
+    console_queries,
+    eventlog,
+    notification_store,
+    run_store,
+    schema,
+)
 from models.db.engine import make_engine
 from models.db.tables import events
 from tests.support import large_log
@@ -73,6 +82,14 @@ def _replayed(**filters: Any) -> Query:
     """`replay`'s selection (workers.commands.replay): every match, in receipt order."""
     return lambda log: eventlog.select_events_statement(
         **{k: f(log) if callable(f) else f for k, f in filters.items()}
+    )
+
+
+def _console(chosen: EventFilter | Callable[[Log], EventFilter], **page: int) -> Query:
+    """The console's events page (workers.console.events): newest first, 50 (and one more),
+    a search reading at most SEARCH_SCAN bodies."""
+    return lambda log: console_queries.events_statement(
+        chosen(log) if callable(chosen) else chosen, limit=51, **page
     )
 
 
@@ -142,6 +159,32 @@ HOT: dict[str, Query] = {
     "notifications list --event-id": lambda _log: notification_store.listing_statement(
         status=None, event_id="evt_99000", limit=50
     ),
+    "console: events": _console(EventFilter()),
+    "console: events, an older page": _console(EventFilter(), before=LOG // 2),
+    "console: events, a newer page": _console(EventFilter(), after=LOG // 2),
+    "console: events ?status=failed, an older page": _console(
+        EventFilter(status="failed"), before=LOG // 2
+    ),
+    "console: events ?type ?since": _console(
+        lambda log: EventFilter(type="redemption.succeeded", since=_hour_ago(log))
+    ),
+    "console: events ?status ?since ?until": _console(
+        lambda log: EventFilter(status="processed", since=_hour_ago(log), until=_half_hour_ago(log))
+    ),
+    "console: events ?q (a search)": _console(EventFilter(q="r_nowhere")),
+    "console: events ?q ?status=failed": _console(EventFilter(q="r_nowhere", status="failed")),
+    "console: events ?q, an older stretch": _console(EventFilter(q="r_nowhere"), before=LOG // 2),
+    "console: activity, last 3 hours per minute": lambda log: console_queries.activity_statement(
+        Window(log.at(LOG), 60, 180)
+    ),
+    "console: notifications ?status=failed, an older page": (
+        lambda _log: console_books.notifications_statement(
+            status="failed", before=LOG // 2, limit=50
+        )
+    ),
+    "console: notifications, an older page": lambda _log: console_books.notifications_statement(
+        status=None, before=LOG // 2, limit=50
+    ),
 }
 
 
@@ -196,6 +239,37 @@ def test_a_page_of_deliveries_in_one_status_reads_that_page_only(log: Log, statu
         plan = explain(conn, statement)
         shown = explain(conn, statement, "TEXT") if sorts(plan) else ""
     assert not sorts(plan), f"notifications list --status {status} sorts every match:\n{shown}"
+
+
+def rows_read(plan: Any, table: str) -> int:
+    """Rows an executed plan (EXPLAIN ANALYZE's JSON) read from `table`, kept or filtered out."""
+    total = 0
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        if node.get("Relation Name") == table:
+            kept = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            total += kept * node["Actual Loops"]
+        nodes.extend(node.get("Plans", ()))
+    return total
+
+
+@pytest.mark.parametrize("status", [None, "processed"])
+def test_a_console_search_reads_a_bounded_stretch_of_the_log(log: Log, status: str | None) -> None:
+    """A term found in no body: the search reads its stretch (`scan` events) and stops, instead
+    of testing every body of the log while looking for a page of matches."""
+    scan = 1000
+    statement = console_queries.events_statement(
+        EventFilter(q="in-no-body", status=status), limit=51, scan=scan
+    )
+    compiled = statement.compile(dialect=postgresql.dialect())
+    with log.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
+        ).scalar_one()
+        shown = explain(conn, statement, "TEXT")
+    read = rows_read(plan, "events")
+    assert scan <= read <= 2 * scan, f"the search read {read} events of {LOG}:\n{shown}"
 
 
 def test_a_query_without_an_index_is_caught(log: Log) -> None:

@@ -7,6 +7,7 @@ from receiver.app import Front, create_app
 from receiver.config import ReceiverConfig
 from workers import logs
 from workers.celery_app import check_broker, make_celery, publisher
+from workers.console import app as console
 from workers.settings import load_settings
 
 
@@ -35,4 +36,5 @@ def app_from_env() -> Front:
         publisher(celery, settings.queue),
         probe_engine=probe_engine,
         broker_check=lambda: check_broker(celery),
+        routes=console.routes(settings),
     )

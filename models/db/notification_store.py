@@ -204,6 +204,23 @@ def retry_failed(conn: Connection, event_ids: list[str], at: datetime) -> list[i
     return ids
 
 
+def retry_deliveries(conn: Connection, ids: Sequence[int], at: datetime) -> list[int]:
+    """Put these failed deliveries back to `pending`, due at `at` (a person re-sends them);
+    those not failed, or redacted, stay as they are. The ids put back."""
+    if not ids:
+        return []
+    return sorted(
+        conn.scalars(
+            update(notifications)
+            .where(notifications.c.seq.in_(list(ids)))
+            .where(notifications.c.status == "failed")
+            .where(not_redacted())
+            .values(status="pending", due_at=at)
+            .returning(notifications.c.seq)
+        )
+    )
+
+
 def lease(conn: Connection, ids: Sequence[int], until: datetime) -> int:
     """A live worker holds the send tasks of these deliveries until `until`: the pending ones
     are leased, or their lease renewed (rows locked elsewhere skipped); answers how many."""

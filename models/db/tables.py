@@ -100,7 +100,9 @@ events = Table(
     Column("redacted_at", UtcDateTime(), nullable=True),
     Index("ix_events_status_seq", "status", "seq"),
     Index("ix_events_type_seq", "type", "seq"),
-    Index("ix_events_received_at", "received_at"),
+    # Receipt windows (`--since`, replay), and the console's activity by status from the
+    # index alone (migration 0012).
+    Index("ix_events_received_at_status", "received_at", "status"),
     # The sweep's working set stays small: only events still waiting to be processed.
     Index(
         "ix_events_outbox",
@@ -161,7 +163,8 @@ ledger_postings = Table(
     Column("account", String(255), nullable=False),
     Column("asset", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Index("ix_ledger_postings_account", "account"),
+    # An account's balance, and its newest postings a page at a time (migration 0012).
+    Index("ix_ledger_postings_account_seq", "account", "seq"),
     Index("ix_ledger_postings_transaction_key", "transaction_key"),
 )
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.db import schema
 from models.db.engine import make_engine
 from workers.commands import CommandError, db_error
+from workers.console.address import console_url
 from workers.settings import Settings
 
 
@@ -58,7 +59,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["VOUCHERHOOK_ADMIN_TOKEN"] = token
         print(
             "voucherhook: admin token for this run (set VOUCHERHOOK_ADMIN_TOKEN to choose one):\n"
-            f"    curl -H 'Authorization: Bearer {token}' http://{host}:{port}/metrics",
+            f"    curl -H 'Authorization: Bearer {token}' http://{host}:{port}/metrics\n"
+            + console_url(host, port, token),
             file=sys.stderr,
             flush=True,
         )
