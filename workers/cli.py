@@ -11,11 +11,12 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 from models.statuses import EVENT_STATUSES, NOTIFICATION_STATUSES
 from workers import sample_events
 from workers.arguments import WHEN, customer_id, port, positive, sample_name, timestamp
+from workers.parsing import Commands, Parser, Version
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -54,22 +55,13 @@ def _command(name: str) -> Command:
     return found
 
 
-def _version() -> str:
-    import importlib.metadata  # only for --version: reading package metadata takes a while
-
-    try:
-        return importlib.metadata.version("voucherhook")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="voucherhook", description="Voucherify webhook receiver and workers.")
-    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    parser = Parser(prog="voucherhook", description="Voucherify webhook receiver and workers.")
+    parser.add_argument("--version", action=Version, help="print the version and exit")
     # Only the receiver and `send` sign or verify: the other commands run without the secret.
     # `runs`: a process that runs until stopped, whose log is its output.
     parser.set_defaults(needs_secret=False, runs=False)
-    sub = parser.add_subparsers(action=_Commands, required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(action=Commands, required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the receiver (and, embedded, a worker beside it)")
     serve.add_argument("--host", help="address to bind (default VOUCHERHOOK_HOST)")
@@ -99,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(command="run:cmd_migrate")
 
     events = sub.add_parser("events", help="stored events: list, show, retype")
-    events_sub = events.add_subparsers(action=_Commands, required=True, metavar="WHAT")
+    events_sub = events.add_subparsers(action=Commands, required=True, metavar="WHAT")
     listing = events_sub.add_parser("list", help="events, newest first")
     listing.add_argument("--type", help="only this event type")
     listing.add_argument("--status", choices=EVENT_STATUSES, help="only this status")
@@ -125,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     retype.set_defaults(command="events:cmd_events_retype")
 
     notes = sub.add_parser("notifications", help="emails and webhooks sent: list, release")
-    notes_sub = notes.add_subparsers(action=_Commands, required=True, metavar="WHAT")
+    notes_sub = notes.add_subparsers(action=Commands, required=True, metavar="WHAT")
     notes_list = notes_sub.add_parser("list", help="deliveries, newest first")
     notes_list.add_argument("--status", choices=NOTIFICATION_STATUSES, help="only this status")
     notes_list.add_argument("--event-id", metavar="ID", help="only this event's")
@@ -198,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     forget.set_defaults(command="retention:cmd_forget_customer")
 
     ledger = sub.add_parser("ledger", help="the double-entry ledger: balances")
-    ledger_sub = ledger.add_subparsers(action=_Commands, required=True, metavar="WHAT")
+    ledger_sub = ledger.add_subparsers(action=Commands, required=True, metavar="WHAT")
     balances = ledger_sub.add_parser("balances", help="account balances")
     balances.add_argument("--account", metavar="PREFIX", help="only accounts starting so")
     balances.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -281,56 +273,6 @@ def _check_send(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("send FILEs or --sample NAME, not both")
     if not args.files and args.sample is None:
         parser.error("send needs FILEs or --sample NAME")
-
-
-class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """Subcommands whose `--help` opens with their one-line help, when they have no longer
-    description."""
-
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        line = kwargs.get("help")
-        if line and "description" not in kwargs:
-            kwargs["description"] = f"{line[0].upper()}{line[1:]}."
-        parser: argparse.ArgumentParser = super().add_parser(name, **kwargs)
-        return parser
-
-
-class _Formatter(argparse.HelpFormatter):
-    """The commands' help starts after the longest name (forget-customer), so that each one is
-    a single line on an 80-column terminal."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=24)
-
-    def add_argument(self, action: argparse.Action) -> None:
-        super().add_argument(action)
-        # argparse measures the commands' names one indent short of where it prints them.
-        if isinstance(action, argparse._SubParsersAction) and action.help != argparse.SUPPRESS:
-            names = [len(self._format_action_invocation(a)) for a in action._get_subactions()]
-            indent = self._current_indent + self._indent_increment
-            self._action_max_length = max(self._action_max_length, max(names, default=0) + indent)
-
-
-class _Version(argparse.Action):
-    """--version, looked up only when asked for (reading package metadata takes a while)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        print(f"voucherhook {_version()}")
-        parser.exit(0)
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, like every other failure; each command's help on its line."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"voucherhook: {message} (see `{self.prog} --help`)\n")
 
 
 if __name__ == "__main__":
