@@ -75,7 +75,7 @@ class Served:
         del env["VOUCHERHOOK_ADMIN_TOKEN"]  # the embedded default makes one and prints it
         self.receiver = Receiver(env, cwd=root)
         self.engine = make_engine(database)
-        wait_for(lambda: "open the console:" in self.receiver.output(), 10, what="console URL")
+        wait_for(lambda: "open the console:" in self.receiver.output(), 30, what="console URL")
         found = re.search(r"open the console: (\S+)", self.receiver.output())
         assert found is not None
         self.login_url = found.group(1)
@@ -113,7 +113,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, S
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        launched = playwright.chromium.launch(
+            executable_path=chromium(),
+            args=["--no-sandbox"],
+            timeout=120_000,  # a loaded machine starts a browser slowly
+        )
         yield launched
         launched.close()
 
