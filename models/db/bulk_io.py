@@ -7,7 +7,7 @@ get SQLAlchemy's portable execution. Row values are plain Python values either w
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
 from typing import Any
@@ -62,6 +62,31 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]
     ):
         for row in rows:
             copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
+
+
+def copy_rows(conn: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """Many rows given as tuples of every column of `table`, in its order: PostgreSQL's COPY
+    (values as they are, a JSON column's too), else executemany."""
+    names = [column.name for column in table.columns]
+    if conn.dialect.name != "postgresql":
+        batch = [dict(zip(names, row, strict=True)) for row in rows]
+        if batch:
+            conn.execute(table.insert(), batch)
+        return
+    json_at = [n for n, column in enumerate(table.columns) if isinstance(column.type, JSON)]
+    with (
+        _driver(conn).cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy,
+    ):
+        if not json_at:
+            for row in rows:
+                copy.write_row(row)
+            return
+        for row in rows:
+            values = list(row)
+            for n in json_at:
+                values[n] = Json(values[n])
+            copy.write_row(values)
 
 
 def delete_keys(
