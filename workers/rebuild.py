@@ -44,6 +44,10 @@ PARALLEL_FROM = 20_000
 """From how many sequences on the ranges are folded by other processes (below, starting them
 costs more than it saves)."""
 MAX_PROCESSES = 4
+_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+"""A forked process starts at once, with every module this one imported (a spawned one
+imports them again: seconds). It opens its own connection and never uses the ones it
+inherits (`rebuild_shard.start_process`); it leaves through os._exit, closing none of them."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def _shards(
         return
     pool = ProcessPoolExecutor(
         processes,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=multiprocessing.get_context(_START),
         initializer=rebuild_shard.start_process,
         initargs=(
             engine.url.render_as_string(hide_password=False),
@@ -153,8 +157,7 @@ def _apply(
 ) -> None:
     """Fold what the shard left, in receipt order: the held rollbacks its notes release, its
     card reports, its forwarded events."""
-    staged = shard.staged
-    fold_store.add_bookings(books.conn, staged.transactions, staged.postings, staged.notes)
+    fold_store.add_bookings(books.conn, *shard.bookings)
     books.expect(
         [
             (step.report.movement.card_id, step.report.movement.key)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from models.cards import Movement
+from models.db import bulk_io as bulk
 from models.db import fold_store, run_store
 from models.db.engine import make_engine
 from models.db.fold_store import Row
@@ -168,13 +169,17 @@ class Forwarded:
 class Shard:
     """What the fold of one range of the log hands to the main process."""
 
-    staged: Staged
+    bookings: tuple[fold_store.Rows, fold_store.Rows, fold_store.Rows]
+    """The staged transactions, postings and notes (`models.db.fold_store.add_bookings`)."""
     steps: list[Folded | Forwarded]
     events: int
 
 
-def fold_shard(events: list[EventRuns], config: Config, now: datetime) -> Shard:
-    """Fold what each event alone tells (see the module's docstring)."""
+def fold_shard(
+    events: list[EventRuns], config: Config, now: datetime, encode: Connection | None = None
+) -> Shard:
+    """Fold what each event alone tells (see the module's docstring). With `encode` (on
+    PostgreSQL), the rows staged are handed over in COPY's text format, made through it."""
     books = ShardBooks()
     steps: list[Folded | Forwarded] = []
     for event in events:
@@ -196,7 +201,12 @@ def fold_shard(events: list[EventRuns], config: Config, now: datetime) -> Shard:
             continue
         notes = tuple(row[1] for row in books.staged.notes[marks[2] :])
         steps.append(Folded(event.seq, notes, report))
-    return Shard(books.staged, steps, len(events))
+    staged = books.staged
+    rows = (staged.transactions, staged.postings, staged.notes)
+    if encode is None:
+        return Shard(rows, steps, len(events))
+    encoded = [bulk.copy_text(encode, table) for table in rows]
+    return Shard((encoded[0], encoded[1], encoded[2]), steps, len(events))
 
 
 # --- in a process of its own --------------------------------------------------------------
@@ -224,4 +234,7 @@ def fold_range(first: int, last: int) -> Shard:
             for page in run_store.events_with(conn, FOLDED, after=first - 1, until=last)
             for event in page
         ]
-    return fold_shard(events, config, now)
+        # On PostgreSQL the rows go as COPY's text, made here: the main process passes it on.
+        return fold_shard(
+            events, config, now, conn if engine.dialect.name == "postgresql" else None
+        )

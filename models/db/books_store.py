@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     cast,
     delete,
-    except_,
     exists,
     func,
     insert,
@@ -121,20 +120,18 @@ class Part:
         """A key's rows go, and its computed ones come, when its stored sequence (by `seq`)
         differs from the computed one in any row."""
         stored, (key,) = self.table, self.key
-        values = [stored.c[name] for name in self.values]
         rank = func.row_number().over(partition_by=stored.c[key], order_by=stored.c.seq)
-        stored_rows = select(stored.c[key], rank.label("pos"), *values)
-        computed_rows = select(
-            computed.c[key], computed.c.pos, *(computed.c[name] for name in self.values)
-        )
-        one_way = except_(stored_rows, computed_rows).subquery()
-        other_way = except_(computed_rows, stored_rows).subquery()
+        ours = select(stored.c[key], rank.label("pos"), *(stored.c[n] for n in self.values)).cte()
+        theirs = select(
+            computed.c[key], computed.c.pos, *(computed.c[n] for n in self.values)
+        ).cte()
+        columns = [key, "pos", *self.values]
         differ = _DIFFER
         differ.drop(conn, checkfirst=True)
         differ.create(conn)
         conn.execute(
             insert(differ).from_select(
-                ["key"], union(select(one_way.c[key]), select(other_way.c[key]))
+                ["key"], union(_unmatched(ours, theirs, columns), _unmatched(theirs, ours, columns))
             )
         )
         among = stored.c[key].in_(select(differ.c.key))
@@ -165,6 +162,16 @@ _DIFFER = Table(
     postgresql_on_commit="DROP",
 )
 """The keys whose sequences differ, while their rows are replaced."""
+
+
+def _unmatched(rows: Any, others: Any, columns: list[str]) -> Any:
+    """The keys of `rows` having a row that `others` lacks (every column equal)."""
+    same = and_(*(others.c[name] == rows.c[name] for name in columns))
+    return (
+        select(rows.c[columns[0]])
+        .select_from(rows.outerjoin(others, same))
+        .where(others.c[columns[0]].is_(None))
+    )
 
 
 def _count(conn: Connection, statement: Executable) -> int:
