@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from models.db import eventlog
-from models.db.books_store import PARTS
 from models.db.digest import StateDigest
 from models.db.engine import make_engine
 from models.db.tables import handler_runs, ledger_transactions
