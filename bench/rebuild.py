@@ -45,7 +45,6 @@ import multiprocessing
 import os
 import platform
 import pstats
-import resource
 import secrets
 import signal
 import subprocess
@@ -62,9 +61,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, func, select, update
 
-from bench.receiver import ROOT, VENV_BIN, BenchError, migrate, postgres_database, progress
+from bench.receiver import (
+    PG_SERVER,
+    ROOT,
+    VENV_BIN,
+    BenchError,
+    migrate,
+    postgres_database,
+    progress,
+)
 from models.db import eventlog
 from models.db.engine import make_engine
 from models.db.eventlog import NewEvent
@@ -76,13 +84,13 @@ from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemptio
 from tests.unit.recorded import REDEMPTION, redemption, stack
 from workers.handlers.base import Config
 from workers.processing import Processor, RetryPolicy
-from workers.rebuild import Rebuilt, rebuild
+from workers.rebuild import rebuild
 from workers.templates import environment
 
 CURRENCY = "USD"
 INSERT_CHUNK = 1000
 SECRET = "bench-rebuild-not-a-real-secret"  # long enough for a server database
-GOAL = 5000.0  # events/s, docs/performance.md
+GOAL = 10_000.0  # events/s at one million events, docs/performance.md
 
 
 # --- the workload ----------------------------------------------------------------------------
@@ -288,19 +296,19 @@ class Ticker:
             progress(line)
 
 
-def fill(database_url: str, engine: Engine, args: argparse.Namespace, tag: str) -> float:
+def fill(database_url: str, engine: Engine, args: argparse.Namespace, size: int, tag: str) -> float:
     """Store and process every event with `args.jobs` processes; the seconds it took."""
     mix = Mix(args.cards, args.reward_every, args.stack_every)
     process = args.fill == "process"
     spawn = multiprocessing.get_context("spawn")
     stored, processed = spawn.Value("q", 0), spawn.Value("q", 0)
-    tick = Ticker(args.events)
+    tick = Ticker(size)
     started = time.perf_counter()
     children = [
         spawn.Process(
             target=fill_part,
             args=(
-                Part(database_url, args.events, tag, mix, args.jobs, i, args.batch, process),
+                Part(database_url, size, tag, mix, args.jobs, i, args.batch, process),
                 stored,
                 processed,
             ),
@@ -382,11 +390,26 @@ def status_counts(engine: Engine) -> dict[str, int]:
 @dataclass(frozen=True)
 class Timing:
     how: str
+    size: int
     events: int
     seconds: float
     peak_rss_mb: float
-    note: str
+    digest: str
     same: bool
+    """The digest before equals the digest after."""
+    written: int
+    cpu: float
+    """CPU seconds (user and system) of the command and the processes it started."""
+    load: tuple[float, float]
+    """The 1-minute load average when the run started and when it ended."""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+NEW = "voucherhook rebuild"
+BEFORE = "before (bench.rebuild_before)"
 
 
 def _status_kb(field: str) -> int | None:
@@ -399,48 +422,20 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def _reset_peak() -> bool:
-    """Linux: make VmHWM start again from the current RSS."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+def rebuild_here(engine: Engine, profile: Path, processes: int | None) -> None:
+    """The new rebuild in this process under cProfile (the folding processes, if any, are not
+    profiled: `--processes 1` puts the whole fold in the profile)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    rebuild(engine, config(), processes=processes)
+    profiler.disable()
+    profiler.dump_stats(profile)
 
 
-def rebuild_here(engine: Engine, profile: Path | None) -> Timing:
-    rss_before = _status_kb("VmRSS") or 0
-    reset = _reset_peak()
-    profiler = cProfile.Profile() if profile else None
-    started = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    result: Rebuilt = rebuild(engine, config())
-    if profiler:
-        profiler.disable()
-    seconds = time.perf_counter() - started
-    if profiler and profile:
-        profiler.dump_stats(profile)
-    peak_kb = _status_kb("VmHWM") if reset else None
-    if peak_kb is None:  # no /proc: the peak of the whole run, filling included
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        note = "peak of the whole bench process, filling included"
-    else:
-        note = f"RSS before the rebuild {rss_before / 1024:.0f} MB"
-    note += f", rows written {result.written}"
-    if profiler:
-        note += " (under cProfile: slower)"
-    return Timing(
-        "in process: workers.rebuild.rebuild()",
-        result.events,
-        seconds,
-        peak_kb / 1024,
-        note,
-        result.before == result.after,
-    )
-
-
-def rebuild_cli(database_url: str, tmp: Path) -> Timing:
+def timed(how: str, size: int, command: list[str], database_url: str, tmp: Path) -> Timing:
+    """Run a rebuild command printing `voucherhook rebuild --json`'s JSON; its peak RSS is
+    the child's ru_maxrss (os.wait4), which includes none of this process's memory (the
+    folding processes it starts have their own, see the note in the report)."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -448,12 +443,9 @@ def rebuild_cli(database_url: str, tmp: Path) -> Timing:
         "VOUCHERHOOK_LOG_LEVEL": "WARNING",
     }
     out, err = tmp / "rebuild.out", tmp / "rebuild.err"
-    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen(
-            [str(VENV_BIN / "voucherhook"), "rebuild", "--json"],
-            cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
-        )  # fmt: skip
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
         try:
             _pid, status, usage = os.wait4(child.pid, 0)
         except BaseException:
@@ -461,51 +453,73 @@ def rebuild_cli(database_url: str, tmp: Path) -> Timing:
             child.wait()
             raise
         child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
     if child.returncode != 0:
-        raise BenchError(f"voucherhook rebuild failed: {err.read_text().strip()[-2000:]}")
+        raise BenchError(f"{how} failed: {err.read_text().strip()[-2000:]}")
     shown = json.loads(out.read_text())
     return Timing(
-        "subprocess: voucherhook rebuild --json",
+        how,
+        size,
         int(shown["events"]),
         float(shown["seconds"]),
         usage.ru_maxrss / 1024,
-        f"process wall time with start-up {wall:.1f}s, rows written {shown['rows_written']}",
+        shown["digest"],
         bool(shown["unchanged"]) and shown["digest_before"] == shown["digest"],
+        int(shown["rows_written"]),
+        usage.ru_utime + usage.ru_stime,
+        (load_before, os.getloadavg()[0]),
     )
+
+
+def new_command(processes: int | None) -> list[str]:
+    command = [str(VENV_BIN / "voucherhook"), "rebuild", "--json"]
+    return [*command, "--processes", str(processes)] if processes else command
+
+
+def before_command(database_url: str) -> list[str]:
+    return [str(VENV_BIN / "python"), "-m", "bench.rebuild_before", database_url]
 
 
 # --- report ----------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, filled: float, timings: list[Timing]) -> None:
+def report(args: argparse.Namespace, fills: dict[int, float], timings: list[Timing]) -> None:
     print(
         f"\nrebuild benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-        f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "
-        f"Python {platform.python_version()}, PostgreSQL on 127.0.0.1"
+        f"nproc {os.cpu_count()}, Python {platform.python_version()}, PostgreSQL on 127.0.0.1"
     )
-    print(
-        f"filled {args.events:,} events in {filled:.1f}s ({args.events / filled:,.0f} events/s): "
-        + (
-            f"stored and processed by workers.processing.Processor, {args.jobs} processes, "
-            f"batches of {args.batch}"
-            if args.fill == "process"
-            else f"stored by {args.jobs} processes, runs marked done, state computed by a rebuild"
-        )
-    )
-    header = f"{'how':<40} {'events':>8} {'seconds':>8} {'events/s':>9} {'peak RSS':>9}  digest"
-    print(header)
-    print("-" * len(header))
-    for t in timings:
-        rate = t.events / t.seconds if t.seconds else 0.0
-        verdict = "before == after" if t.same else "before != after (DIFFERS)"
+    for size, seconds in fills.items():
         print(
-            f"{t.how:<40} {t.events:>8,} {t.seconds:>8.2f} {rate:>9,.0f} "
-            f"{t.peak_rss_mb:>6.0f} MB  {verdict}"
+            f"filled {size:,} events in {seconds:.0f}s: "
+            + (
+                f"stored and processed by workers.processing.Processor, {args.jobs} processes"
+                if args.fill == "process"
+                else f"stored by {args.jobs} processes, runs marked done, state computed by a "
+                "rebuild"
+            )
         )
-        print(f"{'':<40} {t.note}")
-    best = max((t.events / t.seconds for t in timings if t.seconds), default=0.0)
-    print(f"goal (docs/performance.md): ≥ {GOAL:,.0f} events/s; best here {best:,.0f} events/s")
+    header = (
+        f"{'size':>9} {'how':<30} {'events':>9} {'seconds':>8} {'events/s':>9} {'peak RSS':>9}"
+        f" {'vs before':>9} {'CPU s':>7} {'load':>9}  digest"
+    )
+    print(header)
+    print("-" * (len(header) + 20))
+    for t in timings:
+        baseline = next((b for b in timings if b.size == t.size and b.how == BEFORE), None)
+        ratio = f"{t.rate / baseline.rate:.2f}x" if baseline and t.how != BEFORE else ""
+        digests = {x.digest for x in timings if x.size == t.size}
+        verdict = "before == after" if t.same else "before != after (DIFFERS)"
+        verdict += ", same as every run" if len(digests) == 1 else ", NOT the same as other runs"
+        print(
+            f"{t.size:>9,} {t.how:<30} {t.events:>9,} {t.seconds:>8.1f} {t.rate:>9,.0f}"
+            f" {t.peak_rss_mb:>6.0f} MB {ratio:>9} {t.cpu:>7.1f}"
+            f" {t.load[0]:>4.1f}-{t.load[1]:<4.1f}  {verdict}"
+        )
+    print(
+        "peak RSS: the command's own process (os.wait4 ru_maxrss); with --processes > 1 each "
+        "folding process has its own, about the size of a 1-process rebuild's. CPU s: user + "
+        "system of the command and the processes it started (not the database server's)"
+    )
+    print(f"goal (docs/performance.md): >= {GOAL:,.0f} events/s at 1,000,000 events")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -515,12 +529,32 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: sizes are whole numbers, comma-separated"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be >= 1")
+    return sizes
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.rebuild",
-        description="Time `voucherhook rebuild` over N processed events on PostgreSQL.",
+        description="Time `voucherhook rebuild` over N processed events on PostgreSQL, against "
+        "the rebuild as it was before it streamed.",
     )
-    parser.add_argument("--events", type=int, default=20_000, help="events (20000)")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[10_000, 100_000], help="events, comma-separated "
+        "(10000,100000); each in a database of its own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--before-up-to", type=int, default=300_000, help="run the rebuild as it was before up "
+        "to this size (300000: beyond, it needs gigabytes)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=500, help="events per Processor call (500)")
     parser.add_argument(
         "--jobs", type=int, default=2, help="processes storing and processing events (2)"
@@ -538,52 +572,108 @@ def parse_args() -> argparse.Namespace:
         "--reward-every", type=int, default=10, help="one reward redemption in N (10)"
     )
     parser.add_argument("--stack-every", type=int, default=1000, help="one stack in N (1000)")
-    parser.add_argument("--no-cli", dest="cli", action="store_false", help="skip the subprocess")
     parser.add_argument(
-        "--profile", type=Path, help="write a cProfile of the in-process rebuild to this file"
+        "--processes", type=int, help="voucherhook rebuild --processes (default: its own)"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each database (named in the output) and, "
+        "when one of that size is kept from before, use it instead of filling a new one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", type=Path, help="also run the new rebuild in this process under cProfile "
+        "(at the largest size), write it to this file and print its top",
+    )  # fmt: skip
     args = parser.parse_args()
-    if min(args.events, args.batch, args.cards, args.jobs) < 1:
-        parser.error("--events, --batch, --cards and --jobs must be >= 1")
+    if min(args.batch, args.cards, args.jobs) < 1:
+        parser.error("--batch, --cards and --jobs must be >= 1")
     if args.reward_every < 0 or args.stack_every < 0:
         parser.error("--reward-every and --stack-every must be >= 0 (0: none)")
     return args
 
 
-def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
-    tag = secrets.token_hex(4)
-    name = f"vh_bench_rebuild_{tag}"
-    tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="vh-bench-")))
-    database_url = cleanup.enter_context(postgres_database(name))
-    cleanup.callback(lambda: progress(f"dropping database {name}"))
-    progress(f"created database {name}")
-    migrate({**os.environ, "DATABASE_URL": database_url, "VOUCHERIFY_WEBHOOK_SECRET": SECRET})
-    engine = make_engine(database_url)
-    cleanup.callback(engine.dispose)  # before the drop: callbacks run last-in, first-out
-    filled = fill(database_url, engine, args, tag)
-    counts = status_counts(engine)
-    if counts.get("processed", 0) != args.events:
-        raise BenchError(f"not every event was processed: {counts}")
+def _kept_name(size: int, args: argparse.Namespace) -> str:
+    mix = f"{args.cards}_{args.reward_every}_{args.stack_every}_{args.fill}"
+    return f"vh_bench_rebuild_kept_{size}_{mix}"
+
+
+def _kept(name: str) -> bool:
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
+        return (
+            admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
+
+
+def measure(size: int, args: argparse.Namespace, tmp: Path) -> tuple[float, list[Timing]]:
+    """Fill a database with `size` events (or take the one kept), then time the rebuilds."""
+    with ExitStack() as cleanup:
+        tag = secrets.token_hex(4)
+        name = _kept_name(size, args) if args.keep else f"vh_bench_rebuild_{tag}"
+        filled = 0.0
+        if args.keep and _kept(name):
+            database_url = f"{PG_SERVER}/{name}"
+            progress(f"using the kept database {name}")
+        else:
+            database_url = _database(name, keep=args.keep, cleanup=cleanup)
+            progress(f"created database {name}")
+            migrate(
+                {**os.environ, "DATABASE_URL": database_url, "VOUCHERIFY_WEBHOOK_SECRET": SECRET}
+            )
+            engine = make_engine(database_url)
+            try:
+                filled = fill(database_url, engine, args, size, tag)
+                counts = status_counts(engine)
+            finally:
+                engine.dispose()
+            if counts.get("processed", 0) != size:
+                raise BenchError(f"not every event was processed: {counts}")
+        timings = []
+        if size <= args.before_up_to:
+            progress(f"{size:,}: the rebuild as it was before…")
+            timings.append(timed(BEFORE, size, before_command(database_url), database_url, tmp))
+        progress(f"{size:,}: voucherhook rebuild…")
+        timings.append(timed(NEW, size, new_command(args.processes), database_url, tmp))
+        if args.profile and size == max(args.sizes):
+            progress(f"{size:,}: the new rebuild in this process, under cProfile…")
+            engine = make_engine(database_url)
+            try:
+                rebuild_here(engine, args.profile, args.processes)
+            finally:
+                engine.dispose()
+        return filled, timings
+
+
+def _database(name: str, *, keep: bool, cleanup: ExitStack) -> str:
+    if not keep:
+        url = cleanup.enter_context(postgres_database(name))
+        cleanup.callback(lambda: progress(f"dropping database {name}"))
+        return url
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG_SERVER}/{name}"
+
+
+def run(args: argparse.Namespace) -> None:
+    fills: dict[int, float] = {}
     timings: list[Timing] = []
-    steps: list[Callable[[], Timing]] = [lambda: rebuild_here(engine, args.profile)]
-    if args.cli:
-        steps.append(lambda: rebuild_cli(database_url, tmp))
-    for step in steps:
-        progress("rebuilding…")
-        timings.append(step())
-    report(args, filled, timings)
+    with tempfile.TemporaryDirectory(prefix="vh-bench-") as tmp:
+        for size in args.sizes:
+            filled, found = measure(size, args, Path(tmp))
+            if filled:
+                fills[size] = filled
+            timings += found
+    report(args, fills, timings)
     if args.profile:
-        print(f"\ncProfile of the in-process rebuild ({args.profile}), top 30 by cumulative time:")
+        print(f"\ncProfile of the in-process rebuild ({args.profile}), top 30 by internal time:")
         stats = pstats.Stats(str(args.profile), stream=sys.stdout)
-        stats.sort_stats("cumulative").print_stats(30)
+        stats.sort_stats("tottime").print_stats(30)
 
 
 def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with ExitStack() as cleanup:
-            run(args, cleanup)
+        run(args)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1

@@ -152,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
 
     rebuild = sub.add_parser("rebuild", help="fold the event log again into ledger and cards")
     rebuild.add_argument("--json", action="store_true", help="JSON for scripts")
+    rebuild.add_argument(
+        "--processes",
+        type=positive,
+        help="processes folding the log (default: one per CPU, up to 4, for a log of 20,000 "
+        "events or more on PostgreSQL; 1 on SQLite)",
+    )
     rebuild.set_defaults(command="rebuild:cmd_rebuild")
 
     purge = sub.add_parser(

@@ -2,41 +2,52 @@
 
 The events folded are those whose ledger or loyalty handler is done (or, for the ledger,
 holding a rollback): the rebuilt state is what live processing computed, made again from the
-log with the same handlers, on books in memory. Then each table of the books is read once and
-only the rows that differ from the computed ones are replaced (rebuilding books that were
-right writes nothing). It all happens in one transaction that excludes the handlers writing
-those tables, so deliveries keep arriving and are processed right after, and nothing
+log with the same handlers. It all happens in one transaction that excludes the handlers
+writing the books, so deliveries keep arriving and are processed right after, and nothing
 committed meanwhile is wiped.
 
-The log is read on a second connection, by a thread, while the handlers fold what was read:
-the database's work overlaps with theirs. The runs folded cannot change meanwhile (their
-handlers wait for the rebuild), so it reads the same log as the rebuild's transaction would.
+In memory bounded whatever the log's length. The log is folded a range at a time: what each
+event tells alone (its payload, its bookings, its card report) by several processes at once
+(`workers.rebuild_shard`), the rest in receipt order by this one (`workers.rebuild_books`),
+every row computed streamed into temporary tables. At the end the database compares them
+with the books, set against set, and replaces only the rows that differ (rebuilding books
+that were right writes nothing); the digests of the books before and after are read in sorted
+streams (`models.db.digest`).
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Mapping
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from models.changes import Rows, Sequences
-from models.db import ledger_store, run_store
-from models.db.books_store import PARTS, Part
-from models.db.digest import DIGESTED, StateDigest
-from models.routing import ORDER
+from models.db import fold_store, ledger_store, run_store
+from models.db.books_store import PARTS
+from models.db.digest import books_digest
 from models.voucherify import load_json, parse_payload
-from workers.books import MemoryBooks
-from workers.handlers import BY_NAME
-from workers.handlers.base import Config, Job
+from workers import rebuild_shard
+from workers.handlers import BY_NAME, loyalty
+from workers.handlers.base import Config, Job, LedgerConflict
 from workers.read_ahead import ReadAhead
+from workers.rebuild_books import FoldBooks
+from workers.rebuild_shard import FOLDED, RELEASED, Folded, Forwarded, Shard, fold_shard, place
 
-FOLDED = {handler.name: handler.rebuilt for handler in ORDER if handler.rebuilt}
-"""The handlers a rebuild runs again, in run order, and the statuses of their runs that it
-folds (`models.routing.Handler.rebuilt`)."""
+SPAN = 4096
+"""Sequences of the log per range: what a process folds at a time."""
+PARALLEL_FROM = 20_000
+"""From how many sequences on the ranges are folded by other processes (below, starting them
+costs more than it saves)."""
+MAX_PROCESSES = 4
+_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+"""A forked process starts at once, with every module this one imported (a spawned one
+imports them again: seconds). It opens its own connection and never uses the ones it
+inherits (`rebuild_shard.start_process`); it leaves through os._exit, closing none of them."""
 
 
 @dataclass(frozen=True)
@@ -50,80 +61,139 @@ class Rebuilt:
 
 def digest(conn: Connection) -> str:
     """The digest of the books in the database."""
-    state = StateDigest()
-    for part in DIGESTED:
-        for rows in part.read(conn):
-            state.add(part, rows)
-    return state.hexdigest()
+    return books_digest(conn)
 
 
 def rebuild(
-    engine: Engine, config: Config, advance: Callable[[int], None] = lambda _n: None
+    engine: Engine,
+    config: Config,
+    advance: Callable[[int], None] = lambda _n: None,
+    *,
+    processes: int | None = None,
+    span: int = SPAN,
 ) -> Rebuilt:
-    # The fold keeps millions of small objects alive until the end: the cyclic garbage
-    # collector would rescan them again and again, for nothing to free.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _rebuild(engine, config, advance)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _rebuild(engine: Engine, config: Config, advance: Callable[[int], None]) -> Rebuilt:
+    """`processes`: how many fold the ranges (1: this one alone; None: one per CPU, up to
+    `MAX_PROCESSES`, on PostgreSQL and a log of `PARALLEL_FROM` sequences or more)."""
     now = datetime.now(UTC)
-    books = MemoryBooks()
     with engine.begin() as conn:
         ledger_store.rebuild_guard(conn, exclusive=True)
-        with engine.connect() as log, ReadAhead(run_store.events_with(log, FOLDED)) as pages:
-            events = _fold(pages, books, config, now, advance)
-        rows = books.rows()
-        before, after, written = StateDigest(), StateDigest(), 0
-        for part in PARTS:  # postings after their transactions
-            after.add_computed(part, rows[part])
-            written += _replace(conn, part, rows[part], before, now)
-        digest_before = before.hexdigest()
-        digest_after = digest_before if after == before else after.hexdigest()
-        return Rebuilt(events, digest_before, digest_after, written)
+        # Read once the guard is held: an event stored later has no run the fold reads.
+        bounds = run_store.sequence_range(conn)
+        fold_store.create(conn)
+        books = FoldBooks(conn)
+        events = 0
+        if bounds is not None:
+            ranges = [
+                (a, min(a + span - 1, bounds[1])) for a in range(bounds[0], bounds[1] + 1, span)
+            ]
+            workers = processes or _processes(engine, bounds)
+            held: dict[str, tuple[str, Job]] = {}
+            for shard in _shards(engine, ranges, workers, config, now):
+                _apply(shard, books, held, config, now)
+                events += shard.events
+                advance(shard.events)
+        fold_store.put_cards(conn, books.cards.values())
+        fold_store.put_holds(conn, [(o, e) for o, events_ in books.holds.items() for e in events_])
+        conflict = fold_store.settle(conn)
+        if conflict is not None:
+            raise LedgerConflict(conflict)
+        before = books_digest(conn)
+        written = sum(part.replace_with(conn, fold_store.computed(part), now) for part in PARTS)
+        after = books_digest(conn) if written else before
+        fold_store.drop(conn)
+        return Rebuilt(events, before, after, written)
 
 
-def _fold(
-    pages: Iterable[list[run_store.EventRuns]],
-    books: MemoryBooks,
+def _processes(engine: Engine, bounds: tuple[int, int]) -> int:
+    if engine.dialect.name != "postgresql" or bounds[1] - bounds[0] + 1 < PARALLEL_FROM:
+        return 1
+    return min(os.cpu_count() or 1, MAX_PROCESSES)
+
+
+def _shards(
+    engine: Engine, ranges: list[tuple[int, int]], processes: int, config: Config, now: datetime
+) -> Iterator[Shard]:
+    """The ranges folded, in order: here, or by `processes` processes, a few ranges ahead."""
+    if processes <= 1:
+        with engine.connect() as log, ReadAhead(_read(log, ranges)) as pages:
+            for events in pages:
+                yield fold_shard(events, config, now)
+        return
+    pool = ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context(_START),
+        initializer=rebuild_shard.start_process,
+        initargs=(
+            engine.url.render_as_string(hide_password=False),
+            config.currency,
+            config.email,
+            config.webhook,
+            now,
+        ),
+    )
+    try:
+        ahead: deque[Future[Shard]] = deque()
+        for first, last in ranges:
+            ahead.append(pool.submit(rebuild_shard.fold_range, first, last))
+            if len(ahead) > 2 * processes:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read(log: Connection, ranges: list[tuple[int, int]]) -> Iterator[list[run_store.EventRuns]]:
+    for first, last in ranges:
+        yield [
+            e
+            for page in run_store.events_with(log, FOLDED, after=first - 1, until=last)
+            for e in page
+        ]
+
+
+def _apply(
+    shard: Shard, books: FoldBooks, held: dict[str, tuple[str, Job]], config: Config, now: datetime
+) -> None:
+    """Fold what the shard left, in receipt order: the held rollbacks its notes release, its
+    card reports, its forwarded events."""
+    fold_store.add_bookings(books.conn, *shard.bookings)
+    books.expect(
+        [
+            (step.report.movement.card_id, step.report.movement.key)
+            for step in shard.steps
+            if isinstance(step, Folded) and step.report is not None
+        ]
+    )
+    for step in shard.steps:
+        if isinstance(step, Forwarded):
+            released = _fold_whole(step, books, held, config, now)
+        else:
+            if step.report is not None:
+                loyalty.apply(books, step.report, now)
+            released = [r for note in step.notes for r in books.release(note)]
+        books.at(place(step.seq, RELEASED))
+        for event_id in released:
+            if event_id in held:
+                name, waiting = held.pop(event_id)
+                BY_NAME[name](waiting)
+    books.end_batch()
+
+
+def _fold_whole(
+    step: Forwarded,
+    books: FoldBooks,
+    held: dict[str, tuple[str, Job]],
     config: Config,
     now: datetime,
-    advance: Callable[[int], None],
-) -> int:
-    """Run the handlers of each event on `books`, in receipt order; the events folded."""
-    held: dict[str, tuple[str, Job]] = {}  # event id -> the handler that held it, its job
-    folded = 0
-    for page in pages:
-        for event in page:
-            body = load_json(event.body)
-            payload = parse_payload(event.type, body)
-            job = Job(books, event.id, event.type, payload, body, now, config)
-            for name in event.handlers:
-                if BY_NAME[name](job).status == "held":
-                    held[event.id] = (name, job)
-            for released in job.released:  # rollbacks that waited for this original
-                if released in held:
-                    name, waiting = held.pop(released)
-                    BY_NAME[name](waiting)
-        folded += len(page)
-        advance(len(page))
-    return folded
-
-
-def _replace(
-    conn: Connection, part: Part, computed: Mapping[Any, Any], state: StateDigest, at: datetime
-) -> int:
-    """Read the part's stored rows into `state` and replace those that differ from
-    `computed`; the rows written."""
-    diff = Sequences(computed) if part.sequence else Rows(computed)
-    with ReadAhead(part.read(conn)) as stored:
-        for rows in stored:
-            state.add(part, rows)
-            diff.read(rows)
-    changes = diff.changes()
-    return part.replace(conn, changes.stale, {key: computed[key] for key in changes.fresh}, at)
+) -> list[str]:
+    """Run every handler of the event on the books; the held events it released."""
+    event = step.event
+    body = load_json(event.body)
+    payload = parse_payload(event.type, body)
+    job = Job(books, event.id, event.type, payload, body, now, config)
+    books.at(place(step.seq))
+    for name in event.handlers:
+        if BY_NAME[name](job).status == "held":
+            held[event.id] = (name, job)
+    return job.released

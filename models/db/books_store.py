@@ -2,9 +2,10 @@
 and replaces.
 
 A rebuild computes every row these tables must hold. Each table is a `Part`: rows by key,
-with the values compared. The rebuild reads each part once, in bulk, and replaces only the
-rows that differ: a row it computed exactly as it is stored (booking and update times aside)
-stays untouched, so rebuilding books that are right writes nothing.
+with the values compared. Only the rows that differ are replaced: a row computed exactly as it
+is stored (booking and update times aside) stays untouched, so rebuilding books that are right
+writes nothing. `Part.replace_with` compares in the database, against a table (or query) of
+the computed rows, set against set; `Part.read` and `Part.replace` do it from rows in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Connection,
+    Executable,
+    FromClause,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    type_coerce,
+    union,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from models.changes import Key, Values
 from models.db import bulk_io as bulk
@@ -73,12 +96,97 @@ class Part:
         bulk.insert_rows(conn, self.table, rows)
         return deleted + len(rows)
 
+    def replace_with(self, conn: Connection, computed: FromClause, at: datetime) -> int:
+        """Make the table hold exactly the rows of `computed` (the part's columns; `ord`, if it
+        has one, orders the rows written, `pos` a key's rows for a sequence): delete the stored
+        rows that differ, insert the computed ones missing. The rows deleted and inserted."""
+        if self.sequence:
+            return self._replace_sequences(conn, computed)
+        stored = self.table
+        same_key = and_(*(computed.c[name] == stored.c[name] for name in self.key))
+        same = and_(same_key, *(_same(conn, computed.c[n], stored.c[n]) for n in self.values))
+        deleted = conn.execute(delete(stored).where(~exists().where(same))).rowcount
+        columns = [*self.key, *self.values]
+        fresh = select(*(computed.c[name] for name in columns)).where(~exists().where(same_key))
+        if self.stamp:
+            columns.append(self.stamp)
+            fresh = fresh.add_columns(literal(at, stored.c[self.stamp].type))
+        if "ord" in computed.c:
+            fresh = fresh.order_by(computed.c.ord)
+        inserted = _count(conn, insert(stored).from_select(columns, fresh))
+        return int(deleted) + int(inserted)
+
+    def _replace_sequences(self, conn: Connection, computed: FromClause) -> int:
+        """A key's rows go, and its computed ones come, when its stored sequence (by `seq`)
+        differs from the computed one in any row."""
+        stored, (key,) = self.table, self.key
+        rank = func.row_number().over(partition_by=stored.c[key], order_by=stored.c.seq)
+        ours = select(stored.c[key], rank.label("pos"), *(stored.c[n] for n in self.values)).cte()
+        theirs = select(
+            computed.c[key], computed.c.pos, *(computed.c[n] for n in self.values)
+        ).cte()
+        columns = [key, "pos", *self.values]
+        differ = _DIFFER
+        differ.drop(conn, checkfirst=True)
+        differ.create(conn)
+        conn.execute(
+            insert(differ).from_select(
+                ["key"], union(_unmatched(ours, theirs, columns), _unmatched(theirs, ours, columns))
+            )
+        )
+        among = stored.c[key].in_(select(differ.c.key))
+        deleted = conn.execute(delete(stored).where(among)).rowcount
+        columns = [key, *self.values]
+        fresh = (
+            select(*(computed.c[name] for name in columns))
+            .where(computed.c[key].in_(select(differ.c.key)))
+            .order_by(computed.c.ord, computed.c.pos)
+        )
+        inserted = _count(conn, insert(stored).from_select(columns, fresh))
+        differ.drop(conn)
+        return int(deleted) + int(inserted)
+
     def _row(self, key: Key, values: Values, at: datetime) -> dict[str, Any]:
         row = dict(zip(self.key, key if len(self.key) > 1 else (key,), strict=True))
         row.update(zip(self.values, values, strict=True))
         if self.stamp:
             row[self.stamp] = at
         return row
+
+
+_DIFFER = Table(
+    "books_differ",
+    MetaData(),
+    Column("key", String, primary_key=True),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+"""The keys whose sequences differ, while their rows are replaced."""
+
+
+def _unmatched(rows: Any, others: Any, columns: list[str]) -> Any:
+    """The keys of `rows` having a row that `others` lacks (every column equal)."""
+    same = and_(*(others.c[name] == rows.c[name] for name in columns))
+    return (
+        select(rows.c[columns[0]])
+        .select_from(rows.outerjoin(others, same))
+        .where(others.c[columns[0]].is_(None))
+    )
+
+
+def _count(conn: Connection, statement: Executable) -> int:
+    """The rows an INSERT … SELECT wrote (SQLAlchemy keeps an INSERT's count only if asked)."""
+    return int(conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount)
+
+
+def _same(conn: Connection, computed: ColumnElement[Any], stored: ColumnElement[Any]) -> Any:
+    """Computed and stored hold the same value (two nulls are the same)."""
+    if isinstance(stored.type, JSON):
+        # PostgreSQL's json has no equality; SQLite keeps the text SQLAlchemy wrote.
+        if conn.dialect.name == "postgresql":
+            return cast(computed, JSONB) == cast(stored, JSONB)
+        return type_coerce(computed, Text) == type_coerce(stored, Text)
+    return computed.is_not_distinct_from(stored)
 
 
 TRANSACTIONS = Part(ledger_transactions, ("key",), ("event_id", "digest", "memo"), "booked_at")

@@ -7,11 +7,14 @@ get SQLAlchemy's portable execution. Row values are plain Python values either w
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import io
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
+from psycopg import Copy
+from psycopg.copy import FileWriter
 from psycopg.types.json import Json
 from sqlalchemy import JSON, ColumnElement, Connection, Dialect, Executable, Table, delete, tuple_
 from sqlalchemy.sql import ClauseElement
@@ -62,6 +65,52 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]
     ):
         for row in rows:
             copy.write_row([Json(row[c]) if c in json_columns else row[c] for c in columns])
+
+
+def copy_rows(conn: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """Many rows given as tuples of every column of `table`, in its order: PostgreSQL's COPY
+    (values as they are, a JSON column's too), else executemany."""
+    names = [column.name for column in table.columns]
+    if conn.dialect.name != "postgresql":
+        batch = [dict(zip(names, row, strict=True)) for row in rows]
+        if batch:
+            conn.execute(table.insert(), batch)
+        return
+    json_at = [n for n, column in enumerate(table.columns) if isinstance(column.type, JSON)]
+    with (
+        _driver(conn).cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy,
+    ):
+        if not json_at:
+            for row in rows:
+                copy.write_row(row)
+            return
+        for row in rows:
+            values = list(row)
+            for n in json_at:
+                values[n] = Json(values[n])
+            copy.write_row(values)
+
+
+def copy_text(conn: Connection, rows: Iterable[Sequence[Any]]) -> bytes:
+    """Rows in PostgreSQL's COPY text format, made by the driver on this side of the
+    connection, sending nothing: where the rows are computed (another process), so that the
+    connection writing them only passes the bytes on (`copy_encoded`)."""
+    buffer = io.BytesIO()
+    with _driver(conn).cursor() as cursor, Copy(cursor, writer=FileWriter(buffer)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    return buffer.getvalue()
+
+
+def copy_encoded(conn: Connection, table: Table, data: bytes) -> None:
+    """Rows of every column of `table`, in COPY's text format (`copy_text`)."""
+    names = ", ".join(column.name for column in table.columns)
+    with (
+        _driver(conn).cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy,
+    ):
+        copy.write(data)
 
 
 def delete_keys(

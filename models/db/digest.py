@@ -2,8 +2,12 @@
 
 It covers every account's balance, every transaction key with its postings' digest, and every
 card's figures. Times of booking are left out: they differ between two foldings of one log,
-the state does not. It is fed the rows of the books' parts (`models.db.books_store`) as they are
-read, from the database or from books in memory: the same state gives the same fingerprint.
+the state does not. The fingerprint is sha256 of the JSON of those figures, sorted.
+
+`books_digest` computes it from the database as a stream, in memory bounded whatever the
+books' size: the database sums and sorts, and each row is hashed as it arrives, written as
+`json.dumps` writes it. `StateDigest` computes the very same from the rows of the books' parts
+(`models.db.books_store`) held in memory (the two agree: tests/unit/test_digest.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from datetime import UTC
 from itertools import chain
 from typing import Any
 
+from sqlalchemy import ColumnElement, Connection, func, select
+
 from models.changes import Key, Values
+from models.db import bulk_io as bulk
 from models.db.books_store import CARDS, POSTINGS, TRANSACTIONS, Part
 
 DIGESTED = (TRANSACTIONS, POSTINGS, CARDS)
@@ -77,3 +84,62 @@ class StateDigest:
                 "cards": sorted(self._cards),
             }
         return self._sorted
+
+
+_text = json.encoder.encode_basestring_ascii  # json.dumps's own string encoding
+
+
+def books_digest(conn: Connection) -> str:
+    """The digest of the books in the database, read in sorted streams."""
+    postings, transactions, cards = POSTINGS.table, TRANSACTIONS.table, CARDS.table
+    account, asset = postings.c.account, postings.c.asset
+    balances = (
+        select(account, asset, func.sum(postings.c.amount))
+        .group_by(account, asset)
+        .order_by(_by_code_point(conn, account), _by_code_point(conn, asset))
+    )
+    keys = select(transactions.c.key, transactions.c.digest).order_by(
+        _by_code_point(conn, transactions.c.key)
+    )
+    figures = select(cards.c.card_id, *(cards.c[name] for name in _FIGURES)).order_by(
+        _by_code_point(conn, cards.c.card_id)
+    )
+    state = hashlib.sha256()
+    state.update(b'{"balances": [')
+    _add(state, bulk.stream(conn, balances), _balance)
+    state.update(b'], "cards": [')
+    _add(state, bulk.stream(conn, figures), _card)
+    state.update(b'], "transactions": [')
+    _add(state, bulk.stream(conn, keys), _transaction)
+    state.update(b"]}")
+    return state.hexdigest()
+
+
+def _by_code_point(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Ordered as Python orders strings: by code point, which is the byte order of UTF-8 (the
+    "C" collation on PostgreSQL, SQLite's own)."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
+def _add(state: Any, pages: Iterable[list[tuple[Any, ...]]], write: Any) -> None:
+    separator = ""
+    for rows in pages:
+        state.update((separator + ", ".join([write(row) for row in rows])).encode())
+        separator = ", "
+
+
+def _balance(row: tuple[Any, ...]) -> str:
+    account, asset, total = row
+    return f"[{_text(account)}, {_text(asset)}, {int(total)}]"
+
+
+def _transaction(row: tuple[Any, ...]) -> str:
+    key, digest = row
+    return f"[{_text(key)}, {_text(digest)}]"
+
+
+def _card(row: tuple[Any, ...]) -> str:
+    figures = list(row)
+    figures[1 + _AS_OF] = figures[1 + _AS_OF].astimezone(UTC).isoformat()
+    figures[-1] = list(figures[-1])
+    return json.dumps(figures)

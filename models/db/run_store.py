@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, bindparam, case, or_, select, text, update
+from sqlalchemy import Connection, Select, bindparam, case, func, or_, select, text, update
 
 from models.db import bulk_io as bulk
 from models.db.batch_sql import among, as_json, insert_many, rows_from
@@ -140,6 +140,8 @@ def reset_failed(conn: Connection, event_ids: list[str]) -> None:
 class EventRuns(NamedTuple):
     """A stored event and the handlers whose run of it is in a status asked about."""
 
+    seq: int
+    """Its place in the log (receipt order)."""
     id: str
     type: str
     body: bytes
@@ -147,10 +149,16 @@ class EventRuns(NamedTuple):
 
 
 def events_with(
-    conn: Connection, statuses: Mapping[str, tuple[str, ...]], *, page: int = 1000
+    conn: Connection,
+    statuses: Mapping[str, tuple[str, ...]],
+    *,
+    page: int = 1000,
+    after: int = 0,
+    until: int | None = None,
 ) -> Iterator[list[EventRuns]]:
     """The events having a run of a handler of `statuses` in one of that handler's statuses,
-    in receipt order, with their bodies: a page (one statement) at a time.
+    in receipt order, with their bodies: a page (one statement) at a time. Only those whose
+    sequence is above `after`, and up to `until` when given.
 
     A page is the next events by receipt sequence, each with the status of its runs looked up
     by key: a plan that no table statistics can turn into a scan of every run per page, and
@@ -171,8 +179,9 @@ def events_with(
         .order_by(events.c.seq)
         .limit(page)
     )
+    if until is not None:
+        query = query.where(events.c.seq <= until)
     named: dict[tuple[Any, ...], tuple[str, ...]] = {}  # by the statuses of an event's runs
-    after = 0
     while rows := bulk.fetch(conn, query, after=after):
         found = []
         for row in rows:
@@ -181,9 +190,17 @@ def events_with(
             if handlers is None:
                 handlers = named[run_statuses] = _named(statuses, run_statuses)
             if handlers:
-                found.append(EventRuns(row[1], row[2], row[3], handlers))
+                found.append(EventRuns(row[0], row[1], row[2], row[3], handlers))
         yield found
         after = rows[-1][0]
+        if len(rows) < page:
+            return
+
+
+def sequence_range(conn: Connection) -> tuple[int, int] | None:
+    """The first and last sequence of the log (None: no event)."""
+    first, last = conn.execute(select(func.min(events.c.seq), func.max(events.c.seq))).one()
+    return None if first is None else (int(first), int(last))
 
 
 def _named(statuses: Mapping[str, tuple[str, ...]], found: tuple[Any, ...]) -> tuple[str, ...]:

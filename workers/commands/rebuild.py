@@ -17,7 +17,12 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     with output.progress() as progress:
         task = progress.add_task("rebuilding", total=None)
-        result = rebuild(engine, Runtime(settings).config, lambda n: progress.advance(task, n))
+        result = rebuild(
+            engine,
+            Runtime(settings).config,
+            lambda n: progress.advance(task, n),
+            processes=args.processes,
+        )
     seconds = time.perf_counter() - started
     same = result.before == result.after
     if args.json:
