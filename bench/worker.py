@@ -51,13 +51,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 
@@ -70,11 +68,11 @@ from bench.receiver import (
     ROOT,
     VENV_BIN,
     BenchError,
-    free_port,
     migrate,
     postgres_database,
     progress,
 )
+from bench.sinks import LoopbackSinks
 from models.db import eventlog
 from models.db.engine import make_engine
 from models.db.eventlog import NewEvent
@@ -85,7 +83,6 @@ from models.notifications import email_address
 from models.voucherify import RedemptionSucceeded, RewardRedemptionCompleted, parse_payload
 from receiver.outbox import BATCH
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
-from tests.support.sinks import SmtpSink
 from tests.unit.recorded import REDEMPTION, redemption
 from workers.celery_app import make_celery, publisher
 from workers.settings import Settings
@@ -293,46 +290,6 @@ def running(name: str, argv: list[str], env: dict[str, str], logs: Path) -> Iter
         worker.stop()
 
 
-class HttpSink:
-    """A keep-alive HTTP/1.1 endpoint on loopback that answers 200 and counts the POSTs."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                with sink._lock:
-                    sink.received += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.port = free_port()
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/hooks/bench"
-
-    def __enter__(self) -> HttpSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 # --- Redis -----------------------------------------------------------------------------------
 
 
@@ -517,11 +474,12 @@ def measure_noop(ctx: Context, when: str) -> Row:
     return row
 
 
-def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | None) -> list[Row]:
+def measure_voucherhook(ctx: Context, sink: LoopbackSinks | None) -> list[Row]:
     args = ctx.args
+    email = sink is not None and args.email
     queue = ctx.queue("worker")
     started = time.monotonic()
-    workload = build_workload(args.events, ctx.tag, notify=sink is not None, email=smtp is not None)
+    workload = build_workload(args.events, ctx.tag, notify=sink is not None, email=email)
     progress(
         f"voucherhook: built {len(workload.events)} events ({workload.rewards} reward "
         f"redemptions on {CARDS} cards) in {time.monotonic() - started:.1f}s"
@@ -531,7 +489,7 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | No
             queue,
             database_url,
             sink.url if sink else None,
-            smtp.url if smtp else None,
+            sink.smtp_url if sink and email else None,
             (args.webhook_rate, args.email_rate),
         )
         migrate(env)
@@ -564,6 +522,7 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | No
                     "first message consumed",
                 )  # fmt: skip
                 cpu0 = worker.cpu_seconds()
+                sink_cpu0 = sink.cpu_seconds() if sink else 0.0
                 t1 = wait_until(settled, worker, args.timeout, DONE_POLL, "all events settled")
                 cpu1 = worker.cpu_seconds()
                 stats1 = worker.stats()
@@ -574,10 +533,15 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | No
                 if sink is not None:
                     expected = workload.notifications
                     t2 = wait_until(
-                        lambda: received(sink, smtp) >= expected, worker, args.timeout,
+                        lambda: received(sink) >= expected, worker, args.timeout,
                         DONE_POLL, f"{expected} notifications received",
                     )  # fmt: skip
                     cpu2 = worker.cpu_seconds()
+                    sink_cpu = sink.cpu_seconds() - sink_cpu0
+                    ctx.notes.append(
+                        f"loopback sinks (their own process): {100 * sink_cpu / (t2 - t0):.0f}% "
+                        f"CPU, {1e6 * sink_cpu / expected:.0f} us per message"
+                    )
                     rows.append(
                         Row("voucherhook: + notifications sent", expected, t2 - t0,
                             worker.stats(), 100 * (cpu2 - cpu0) / (t2 - t0))
@@ -590,7 +554,7 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | No
                     ):  # fmt: skip
                         time.sleep(0.1)
                 ctx.notes.append(f"voucherhook worker log: {_log_summary(worker)}")
-            verify(ctx, engine, workload, sink, smtp)
+            verify(ctx, engine, workload, sink)
         finally:
             client.close()
             app.close()
@@ -600,17 +564,11 @@ def measure_voucherhook(ctx: Context, sink: HttpSink | None, smtp: SmtpSink | No
     return rows
 
 
-def received(sink: HttpSink, smtp: SmtpSink | None) -> int:
-    return sink.received + (len(smtp.messages) if smtp is not None else 0)
+def received(sink: LoopbackSinks) -> int:
+    return sink.webhooks + sink.emails
 
 
-def verify(
-    ctx: Context,
-    engine: Engine,
-    workload: Workload,
-    sink: HttpSink | None,
-    smtp: SmtpSink | None,
-) -> None:
+def verify(ctx: Context, engine: Engine, workload: Workload, sink: LoopbackSinks | None) -> None:
     processed, failed, pending, booked, conflicts, sent, planned, cards = db_counts(
         engine, FINAL_COUNTS
     )
@@ -626,7 +584,7 @@ def verify(
     )
     ctx.check(f"loyalty cards == {CARDS}: {cards}", cards == CARDS)
     if sink is not None:
-        got = received(sink, smtp)
+        got = received(sink)
         ctx.check(
             f"notifications planned == sent == received by the sinks == expected: "
             f"{planned} == {sent} == {got} == {workload.notifications} "
@@ -735,13 +693,8 @@ def main() -> int:
                 lambda: progress(f"deleted {delete_redis_keys(ctx.queues)} Redis keys/entries")
             )
             ctx.rows.append(measure_noop(ctx, "before"))
-            sink = cleanup.enter_context(HttpSink()) if args.notify else None
-            smtp = None
-            if args.notify and args.email:
-                smtp = SmtpSink()
-                smtp.start()
-                cleanup.callback(smtp.stop)
-            ctx.rows.extend(measure_voucherhook(ctx, sink, smtp))
+            sink = cleanup.enter_context(LoopbackSinks()) if args.notify else None
+            ctx.rows.extend(measure_voucherhook(ctx, sink))
             ctx.rows.append(measure_noop(ctx, "after"))
             report(ctx)
     except BenchError as exc:

@@ -1,12 +1,13 @@
 """Sending planned notifications, each at most once, paced by each channel's rate limit;
 retries are scheduled by the caller.
 
-A process claims only as many deliveries as its sender sends at once (`parallel`: several
-kept-alive webhook connections, one SMTP connection), each marked `sending` and committed
-before it is sent, so neither a duplicate task nor a worker killed mid-send sends one twice.
-Outcomes are committed a few at a time, with the claim of as many more, as soon as they are
-known: a kill leaves `sending` only the sends it cut short, for a person to check, and a task
-that fails records what it sent and puts back what it had not begun.
+A process holds claimed only a window of deliveries per channel (its sender's `window`: 32
+webhook posts, sent over 8 kept-alive connections; 1 email, over one SMTP connection), each
+marked `sending` and committed before it is sent, so neither a duplicate task nor a worker
+killed mid-send sends one twice. Each time half the window has ended, one transaction records
+those outcomes and claims as many more: the database's round trips (and the commit's flush)
+are shared by half a window of sends. A kill leaves `sending` at most a window, for a person to
+check, and a task that fails records what it sent and puts back what it had not begun.
 
 Each channel's rate limit is a budget in the database (`models.pacing`,
 `models.db.notification_budget`) shared by every process: a message beyond it is never
@@ -155,15 +156,15 @@ def _drain(
     """Send the channel's deliveries (due ones, or `ids`), appending to `done`; the seconds
     after which a task should take what is left, or None.
 
-    As many are claimed as the sender sends at once (`parallel`), no more: each time half of
-    them have ended, one transaction records their outcomes and claims as many again. A kill
-    thus leaves `sending` only the sends it cut short, and a failure of this process (the
-    database, a bug) lets the sends under way end, records them and puts back those not begun.
+    At most the sender's `window` is claimed at once: each time half of it has ended, one
+    transaction records those outcomes and claims as many again. A kill thus leaves `sending`
+    at most a window, and a failure of this process (the database, a bug) lets the sends
+    under way end, records them and puts back those not begun.
 
     Only deliveries whose slots are within `HORIZON` are claimed. With a `deadline` (a worker's
     task), the rest is left to a later task; without one (a replay), every slot is awaited."""
     rate = rates.rate(channel)
-    window = max(1, int(getattr(sender, "parallel", 1)))
+    window = max(1, int(getattr(sender, "window", 1)))
     # A commit costs more than a send to a fast endpoint: record half a window's at once.
     refill = max(1, window // 2)
     claim: _Claim | None = None
@@ -236,20 +237,28 @@ def _claim(
     ids: Sequence[int] | None,
 ) -> _Claim:
     """Take up to `wanted` deliveries due (or of `ids`) that the channel's budget has slots
-    for within `HORIZON` seconds, and spend the slots."""
+    for within `HORIZON` seconds, and spend the slots.
+
+    The deliveries are taken first and the budget last, so that its row, which every process
+    sending on the channel locks, is held for one statement and the commit only; those taken
+    beyond the slots the budget gives go back as they were, in the same transaction."""
     now = _now()
-    limited = math.isfinite(rate)
-    budget = notification_budget.lock(conn, channel) if limited else None
+    rows = notification_store.claim_due(
+        conn, channel, wanted, due_by=None if ids is not None else now, ids=ids
+    )
+    if not math.isfinite(rate):
+        grant = pacing.grant(None, now, rate, wanted, HORIZON)
+        return _Claim(rows, [None] * len(rows), grant, now, len(rows) == wanted)
+    budget = notification_budget.lock(conn, channel)
     grant = pacing.grant(budget, now, rate, wanted, HORIZON)
-    rows: list[Any] = []
-    if grant.count:
-        rows = notification_store.claim_due(
-            conn, channel, grant.count, due_by=None if ids is not None else now, ids=ids
-        )
-    if rows and limited:
+    rows, beyond = rows[: grant.count], rows[grant.count :]
+    notification_store.put_back(conn, [row.seq for row in beyond])
+    if rows:
         notification_budget.spend(conn, channel, grant.next_at(len(rows)))
-    slots = [grant.slot(index) if limited else None for index in range(len(rows))]
-    return _Claim(rows, slots, grant, now, bool(rows) and len(rows) == grant.count)
+    slots: list[datetime | None] = [grant.slot(index) for index in range(len(rows))]
+    # As many taken as wanted, or as the budget allowed: more may be due.
+    more = bool(rows) and (len(rows) == wanted or bool(beyond))
+    return _Claim(rows, slots, grant, now, more)
 
 
 def _out_of_time(deadline: float | None) -> bool:
@@ -291,9 +300,9 @@ def _next_wake(
 
 
 class _Sends:
-    """The sends under way on `window` threads (one request per connection, several
-    connections, for a sender whose `parallel` allows it; else one after the other), each at
-    its slot or later, never before.
+    """The `window` sends claimed, on the sender's `parallel` threads (one request per
+    connection; one after the other for a sender that says nothing), each at its slot or
+    later, never before.
 
     Until its outcome is recorded, a delivery is `sending` in the database. Should this
     process fail while some are (`__exit__` with an exception), those not begun are not begun
@@ -304,7 +313,8 @@ class _Sends:
         self._engine = engine
         self._sender = sender
         self._policy = policy
-        self._pool = ThreadPoolExecutor(window, thread_name_prefix="notify")
+        threads = max(1, min(window, int(getattr(sender, "parallel", 1))))
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="notify")
         self._stop = threading.Event()
         self._running: dict[futures.Future[Delivered | None], Any] = {}
         self._unrecorded: dict[int, Delivered] = {}

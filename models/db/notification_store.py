@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    any_,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from models.db.batch_sql import insert_many, lease_pending
 from models.db.tables import notifications
@@ -86,12 +97,13 @@ def claim_due(
     None) and among `ids` when given, those due first first: each marked `sending` with its
     attempt counted, as `claim` does; their rows as updated, in due order.
 
-    The ids are chosen (rows another transaction holds skipped on PostgreSQL; SQLite has one
-    writer) before they are updated, in a statement of their own: inside the UPDATE, a
-    `LIMIT … FOR UPDATE SKIP LOCKED` subquery may run again for every row the update looks at
-    (a nested loop, the plan PostgreSQL picks for a table it has no statistics of yet), each
-    run skipping the rows the update has just taken and choosing the next ones, so that one
-    claim took every delivery waiting."""
+    Rows another transaction holds are skipped on PostgreSQL (SQLite has one writer). The ids
+    are chosen once: on PostgreSQL by `= ANY(ARRAY(subquery))`, an InitPlan run once before
+    the update, in the same round trip; elsewhere in a statement of their own. Inside the
+    UPDATE, a `seq IN (… LIMIT … FOR UPDATE SKIP LOCKED)` subquery may run again for every
+    row the update looks at (a nested loop, the plan PostgreSQL picks for a table it has no
+    statistics of yet), each run skipping the rows the update has just taken and choosing the
+    next ones, so that one claim took every delivery waiting."""
     if limit <= 0:
         return []
     chosen = (
@@ -106,12 +118,17 @@ def claim_due(
         chosen = chosen.where(notifications.c.due_at <= due_by)
     if ids is not None:
         chosen = chosen.where(notifications.c.seq.in_(ids))
-    seqs = list(conn.scalars(chosen))
-    if not seqs:
-        return []
+    which: ColumnElement[bool]
+    if conn.dialect.name == "postgresql":
+        which = notifications.c.seq == any_(func.array(chosen.scalar_subquery()))
+    else:
+        seqs = list(conn.scalars(chosen))
+        if not seqs:
+            return []
+        which = notifications.c.seq.in_(seqs)
     rows = conn.execute(
         update(notifications)
-        .where(notifications.c.seq.in_(seqs))
+        .where(which)
         .where(notifications.c.status == "pending")
         .values(status="sending", attempts=notifications.c.attempts + 1, lease_until=None)
         .returning(*notifications.c)
