@@ -61,7 +61,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bench.console_pages import console_operations
-from bench.rebuild import rebuild_cli
+from bench.rebuild import NEW, new_command, timed
 from bench.receiver import postgres_database
 from bench.scrape import REDIS_URL, receiver, scrape_ms
 from models.db import eventlog, notification_store
@@ -281,11 +281,11 @@ def main() -> None:
                 table.sizes.append(size)
                 measure(table, engine, server, token, base, size, args)
                 if not args.no_rebuild:
-                    done = rebuild_cli(url, Path(tmp))
+                    done = timed(NEW, size, new_command(None), url, Path(tmp))
                     rebuilds.append(
                         f"{size:>12,} {done.events:>10,} {done.seconds:>9.1f} "
-                        f"{done.events / done.seconds:>9,.0f} {done.peak_rss_mb:>8.0f}  "
-                        f"{done.note}"
+                        f"{done.rate:>9,.0f} {done.peak_rss_mb:>8.0f}  "
+                        f"rows written {done.written}, CPU {done.cpu:.1f}s"
                     )
                     print(rebuilds[-1], flush=True)
             engine.dispose()

@@ -35,8 +35,10 @@ from workers import rebuild_shard
 from workers.handlers import BY_NAME, loyalty
 from workers.handlers.base import Config, Job, LedgerConflict
 from workers.read_ahead import ReadAhead
-from workers.rebuild_books import FoldBooks
-from workers.rebuild_shard import FOLDED, RELEASED, Folded, Forwarded, Shard, fold_shard, place
+from workers.rebuild_books import FoldBooks, Later
+from workers.rebuild_later import fold_later
+from workers.rebuild_ledger import Asks, Unknown
+from workers.rebuild_shard import FOLDED, Folded, Forwarded, Shard, fold_shard, place
 
 SPAN = 4096
 """Sequences of the log per range: what a process folds at a time."""
@@ -87,11 +89,11 @@ def rebuild(
                 (a, min(a + span - 1, bounds[1])) for a in range(bounds[0], bounds[1] + 1, span)
             ]
             workers = processes or _processes(engine, bounds)
-            held: dict[str, tuple[str, Job]] = {}
             for shard in _shards(engine, ranges, workers, config, now):
-                _apply(shard, books, held, config, now)
+                _apply(shard, books, config, now)
                 events += shard.events
                 advance(shard.events)
+        fold_later(books, config, now)
         fold_store.put_cards(conn, books.cards.values())
         fold_store.put_holds(conn, [(o, e) for o, events_ in books.holds.items() for e in events_])
         conflict = fold_store.settle(conn)
@@ -152,48 +154,58 @@ def _read(log: Connection, ranges: list[tuple[int, int]]) -> Iterator[list[run_s
         ]
 
 
-def _apply(
-    shard: Shard, books: FoldBooks, held: dict[str, tuple[str, Job]], config: Config, now: datetime
-) -> None:
-    """Fold what the shard left, in receipt order: the held rollbacks its notes release, its
-    card reports, its forwarded events."""
+def _apply(shard: Shard, books: FoldBooks, config: Config, now: datetime) -> None:
+    """Fold what the shard left, in receipt order: its card reports and its forwarded events,
+    whose questions are read at once first (`workers.rebuild_ledger`)."""
     fold_store.add_bookings(books.conn, *shard.bookings)
-    books.expect(
-        [
-            (step.report.movement.card_id, step.report.movement.key)
-            for step in shard.steps
-            if isinstance(step, Folded) and step.report is not None
-        ]
-    )
+    forwarded = {
+        step.seq: _job(step.event, books, config, now)
+        for step in shard.steps
+        if isinstance(step, Forwarded)
+    }
+    asks = Asks()
+    asks.movements = {
+        (step.report.movement.card_id, step.report.movement.key)
+        for step in shard.steps
+        if isinstance(step, Folded) and step.report is not None
+    }
+    books.ask(asks)
     for step in shard.steps:
         if isinstance(step, Forwarded):
-            released = _fold_whole(step, books, held, config, now)
-        else:
-            if step.report is not None:
-                loyalty.apply(books, step.report, now)
-            released = [r for note in step.notes for r in books.release(note)]
-        books.at(place(step.seq, RELEASED))
-        for event_id in released:
-            if event_id in held:
-                name, waiting = held.pop(event_id)
-                BY_NAME[name](waiting)
+            _fold_whole(books, step, forwarded[step.seq])
+    books.answer(asks)
+    later = []
+    for step in shard.steps:
+        if isinstance(step, Forwarded):
+            later += _fold_whole(books, step, forwarded[step.seq])
+        elif step.report is not None:
+            loyalty.apply(books, step.report, now)
+    fold_store.add_later(books.conn, later)
     books.end_batch()
 
 
-def _fold_whole(
-    step: Forwarded,
-    books: FoldBooks,
-    held: dict[str, tuple[str, Job]],
-    config: Config,
-    now: datetime,
-) -> list[str]:
-    """Run every handler of the event on the books; the held events it released."""
-    event = step.event
+def _job(event: run_store.EventRuns, books: FoldBooks, config: Config, now: datetime) -> Job:
     body = load_json(event.body)
-    payload = parse_payload(event.type, body)
-    job = Job(books, event.id, event.type, payload, body, now, config)
-    books.at(place(step.seq))
-    for name in event.handlers:
-        if BY_NAME[name](job).status == "held":
-            held[event.id] = (name, job)
-    return job.released
+    return Job(books, event.id, event.type, parse_payload(event.type, body), body, now, config)
+
+
+def _fold_whole(books: FoldBooks, step: Forwarded, job: Job) -> list[tuple[int, str, str, str]]:
+    """Run every handler of the event on the books (while they are asking, up to its first
+    question). A rollback's handler is set aside: its row for `fold_later`."""
+    at = place(step.seq)
+    later = []
+    for name in step.event.handlers:
+        books.at(at)
+        marks = books.staged.marks()
+        try:
+            BY_NAME[name](job)
+        except Unknown:
+            return []
+        except Later as aside:
+            if books.staged.marks() != marks:
+                raise RuntimeError(
+                    f"{name} wrote before asking about {aside.original_id}: a rebuild cannot "
+                    "set such a handler aside"
+                ) from None
+            later.append((at, job.event_id, name, aside.original_id))
+    return later

@@ -1,12 +1,12 @@
 """The books a rebuild folds on, in its main process: in memory only what later events read,
 the rest in the fold's tables (`models.db.fold_store`), written batch after batch.
 
-Kept in memory, bounded by the cards and the rollbacks waiting, never by the log's length:
-each loyalty card's state, each card's movements at its latest times (`Window`), the
-rollbacks held for an original not folded yet, and, for one batch of events, the reports
-kept of the movements it reports. Everything else a handler asks (whether a redemption was
-seen, what it booked, a stack's notes) is read from the tables, among the rows placed before
-the asker (`at`), after writing what is staged.
+Kept in memory, bounded by the cards, never by the log's length: each loyalty card's state and
+each card's movements at its latest times (`Window`); for one batch of events, the reports
+kept of the movements it reports and the ledger's rows its handlers ask about
+(`workers.rebuild_ledger`). A rollback, whose original may come later in the log, is folded
+once the rest is (`workers.rebuild_later`): during the fold, its handler's first question
+sets it aside (`Later`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from models.cards import LATEST_TIMES, Movement
-from models.db import fold_store
+from models.db import fold_reads, fold_store
 from models.journal import Transaction
 from models.ledger import Booked, Redemption, StackCheck
 from models.loyalty import CardState
 from workers.handlers.books import Books
+from workers.rebuild_ledger import Asks, LedgerRows, Unknown
 from workers.rebuild_shard import Staged
 
 KEPT_TIMES = LATEST_TIMES + 2
@@ -30,6 +31,14 @@ KEPT_TIMES = LATEST_TIMES + 2
 one replaced report seldom sends it back to the table."""
 
 CardKey = tuple[str, str]
+
+
+class Later(Exception):
+    """The event is a rollback's, folded once the rest is."""
+
+    def __init__(self, original_id: str) -> None:
+        super().__init__(original_id)
+        self.original_id = original_id
 
 
 @dataclass
@@ -69,6 +78,9 @@ class FoldBooks(Books):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.staged = Staged()
+        self.ledger = LedgerRows(conn, self.staged)
+        self.later = True
+        """A rollback's question sets its event aside (`Later`): until the rest is folded."""
         self.holds: dict[str, list[str]] = {}
         """Held rollbacks by the original they wait for, in the order they were held."""
         self.cards: dict[str, CardState] = {}
@@ -78,7 +90,6 @@ class FoldBooks(Books):
         self._puts: dict[CardKey, Movement] = {}
         """Reports kept since the table was last written."""
         self._next = 0
-        self._indexed = False
 
     # --- places and batches -----------------------------------------------------------------
 
@@ -90,59 +101,73 @@ class FoldBooks(Books):
         self._next += 1
         return self._next - 1
 
+    def ask(self, asks: Asks) -> None:
+        """Run the handlers only to find what they ask (see `workers.rebuild_ledger`): until
+        `answer`, an unknown read is added to `asks` and raises `Unknown`, writes do nothing."""
+        self.ledger.asking = asks
+
+    def answer(self, asks: Asks) -> None:
+        """Read at once what was asked; the handlers run for real from now on."""
+        self.ledger.asking = None
+        self.ledger.fetch(asks)
+        self.expect(asks.movements)
+
+    @property
+    def _asking(self) -> Asks | None:
+        return self.ledger.asking
+
     def expect(self, pairs: Collection[CardKey]) -> None:
         """Read at once the reports kept of the movements the next events report."""
         wanted = [pair for pair in pairs if pair not in self._known]
         if not wanted:
             return
-        self.write()
-        found = fold_store.kept(self.conn, wanted)
+        self._write_puts()
+        found = fold_reads.kept(self.conn, wanted)
         for pair in wanted:
             self._known[pair] = found.get(pair)
 
     def end_batch(self) -> None:
-        """Write what is staged; forget the batch's movements."""
-        self.write()
-        self._known.clear()
-
-    def write(self) -> None:
+        """Write what is staged; forget what the batch read."""
         staged = self.staged
-        fold_store.add_bookings(self.conn, staged.transactions, staged.postings, staged.notes)
-        staged.clear()
-        fold_store.put_movements(
-            self.conn, [fold_store.movement_row(m) for m in self._puts.values()]
-        )
-        self._puts.clear()
+        if staged.transactions or staged.notes:
+            fold_store.add_bookings(self.conn, staged.transactions, staged.postings, staged.notes)
+            staged.clear()
+        self._write_puts()
+        self._known.clear()
+        self.ledger.clear()
 
-    def release(self, redemption_id: str) -> list[str]:
-        """The rollbacks held for this original, no longer held."""
-        return self.holds.pop(redemption_id, [])
-
-    def _read(self) -> Connection:
-        """The connection, once every row staged is written and the reads are indexed."""
-        self.write()
-        if not self._indexed:
-            fold_store.index_lookups(self.conn)
-            self._indexed = True
-        return self.conn
+    def _write_puts(self) -> None:
+        if self._puts:
+            rows = [fold_store.movement_row(m) for m in self._puts.values()]
+            fold_store.put_movements(self.conn, rows)
+            self._puts.clear()
 
     # --- the ledger -------------------------------------------------------------------------
 
     def book(self, transaction: Transaction, event_id: str, at: datetime) -> Booked:
-        self.staged.book(self._take(), transaction, event_id)
+        if self._asking is None:
+            self.ledger.staged_booking(*self.staged.book(self._take(), transaction, event_id))
         return "booked"
 
     def lock_redemption(self, redemption_id: str) -> None:
         pass  # one writer: nothing to serialise
 
     def note_redemption(self, note: Redemption) -> list[str]:
-        self.staged.note(self._take(), note)
-        return self.release(note.redemption_id)
+        if self._asking is not None:
+            return []
+        self.ledger.staged_note(self.staged.note(self._take(), note))
+        return self.holds.pop(note.redemption_id, [])
 
     def redemption_seen(self, redemption_id: str) -> bool:
-        return fold_store.seen(self._read(), redemption_id, self._next)
+        if self.later:
+            raise Later(redemption_id)
+        return self.ledger.seen(redemption_id, self._next)
 
     def hold(self, original_id: str, event_id: str) -> None:
+        if self.later:
+            raise Later(original_id)
+        if self._asking is not None:
+            return
         held = self.holds.setdefault(original_id, [])
         if event_id not in held:
             held.append(event_id)
@@ -150,12 +175,12 @@ class FoldBooks(Books):
     def transactions_of_redemption(
         self, redemption_id: str, order_id: str | None
     ) -> list[Transaction]:
-        return fold_store.transactions_of_redemption(
-            self._read(), redemption_id, order_id, self._next
-        )
+        if self.later:
+            raise Later(redemption_id)
+        return self.ledger.transactions_of_redemption(redemption_id, order_id, self._next)
 
     def stack(self, parent_id: str) -> StackCheck:
-        return fold_store.stack(self._read(), parent_id, self._next)
+        return self.ledger.stack(parent_id, self._next)
 
     # --- the cards --------------------------------------------------------------------------
 
@@ -165,10 +190,15 @@ class FoldBooks(Books):
     def movement(self, card_id: str, key: str) -> Movement | None:
         pair = (card_id, key)
         if pair not in self._known:
-            self.expect([pair])
+            if self._asking is not None:
+                self._asking.movements.add(pair)
+                raise Unknown
+            self.expect([pair])  # not expected: read now
         return self._known[pair]
 
     def put_movement(self, kept: Movement, *, new: bool) -> None:
+        if self._asking is not None:
+            return
         pair = (kept.card_id, kept.key)
         replaced = self._known.get(pair)
         self._known[pair] = self._puts[pair] = kept
@@ -177,8 +207,8 @@ class FoldBooks(Books):
     def newest_movements(self, card_id: str) -> list[Movement]:
         window = self._window(card_id)
         if not window.complete:
-            self.write()
-            found, whole = fold_store.latest(self.conn, card_id, KEPT_TIMES)
+            self._write_puts()
+            found, whole = fold_reads.latest(self.conn, card_id, KEPT_TIMES)
             window = self._windows[card_id] = Window()
             for movement in found:
                 window.at.setdefault(movement.at, {})[movement.key] = movement
@@ -195,4 +225,5 @@ class FoldBooks(Books):
         return self.cards.get(card_id)
 
     def save_card(self, state: CardState, at: datetime) -> None:
-        self.cards[state.card_id] = state
+        if self._asking is None:
+            self.cards[state.card_id] = state

@@ -24,8 +24,8 @@ from models.cards import Movement
 from models.db import bulk_io as bulk
 from models.db import fold_store, run_store
 from models.db.engine import make_engine
-from models.db.fold_store import Row
 from models.db.run_store import EventRuns
+from models.folded import Booking, Entry, Note
 from models.journal import Transaction
 from models.ledger import Booked, Redemption, StackCheck
 from models.loyalty import CardState
@@ -54,17 +54,20 @@ def place(seq: int, n: int = 0) -> int:
 class Staged:
     """Rows for the fold's tables (`models.db.fold_store`), in the order they were made."""
 
-    transactions: list[Row] = field(default_factory=list)
-    postings: list[Row] = field(default_factory=list)
-    notes: list[Row] = field(default_factory=list)
+    transactions: list[Booking] = field(default_factory=list)
+    postings: list[Entry] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
-    def book(self, at: int, transaction: Transaction, event_id: str) -> None:
-        booking, postings = fold_store.booking_rows(at, transaction, event_id)
+    def book(self, at: int, transaction: Transaction, event_id: str) -> tuple[Booking, list[Entry]]:
+        booking, entries = fold_store.booking_rows(at, transaction, event_id)
         self.transactions.append(booking)
-        self.postings.extend(postings)
+        self.postings.extend(entries)
+        return booking, entries
 
-    def note(self, at: int, note: Redemption) -> None:
-        self.notes.append(fold_store.note_row(at, note))
+    def note(self, at: int, note: Redemption) -> Note:
+        row = fold_store.note_row(at, note)
+        self.notes.append(row)
+        return row
 
     def marks(self) -> tuple[int, int, int]:
         return len(self.transactions), len(self.postings), len(self.notes)
@@ -151,8 +154,6 @@ class Folded:
     """An event this part folded: what is left to the main process, in receipt order."""
 
     seq: int
-    notes: tuple[str, ...]
-    """The redemptions it noted: each may release rollbacks held for it."""
     report: loyalty.Report | None
     """Its card report, to apply (None: no loyalty handler, or no card)."""
 
@@ -199,8 +200,7 @@ def fold_shard(
             books.staged.undo(marks)
             steps.append(Forwarded(event.seq, event))
             continue
-        notes = tuple(row[1] for row in books.staged.notes[marks[2] :])
-        steps.append(Folded(event.seq, notes, report))
+        steps.append(Folded(event.seq, report))
     staged = books.staged
     rows = (staged.transactions, staged.postings, staged.notes)
     if encode is None:

@@ -71,10 +71,12 @@ def copy_rows(conn: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> 
     """Many rows given as tuples of every column of `table`, in its order: PostgreSQL's COPY
     (values as they are, a JSON column's too), else executemany."""
     names = [column.name for column in table.columns]
+    if not isinstance(rows, Sequence):
+        rows = list(rows)
+    if not rows:
+        return
     if conn.dialect.name != "postgresql":
-        batch = [dict(zip(names, row, strict=True)) for row in rows]
-        if batch:
-            conn.execute(table.insert(), batch)
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
         return
     json_at = [n for n, column in enumerate(table.columns) if isinstance(column.type, JSON)]
     with (
@@ -105,6 +107,8 @@ def copy_text(conn: Connection, rows: Iterable[Sequence[Any]]) -> bytes:
 
 def copy_encoded(conn: Connection, table: Table, data: bytes) -> None:
     """Rows of every column of `table`, in COPY's text format (`copy_text`)."""
+    if not data:
+        return
     names = ", ".join(column.name for column in table.columns)
     with (
         _driver(conn).cursor() as cursor,

@@ -1,5 +1,5 @@
-"""All SQL of a rebuild's fold: the scratch tables it fills as it folds the log, what it reads
-back from them, and the rows of the books they settle into.
+"""All SQL of a rebuild's fold that writes: the scratch tables it fills as it folds the log,
+and the rows of the books they settle into (what it reads back: `models.db.fold_reads`).
 
 A rebuild keeps no books in memory. What the handlers compute goes to temporary tables of the
 rebuild's transaction, in big batches (COPY on PostgreSQL), each row with its place in the
@@ -10,18 +10,16 @@ fold (`ord`: the event's receipt sequence, then the order within the event):
 - `fold_notes`: every note of a redemption; the first of each stands.
 - `fold_movements`: the report kept of each card movement, written over when a better one
   comes (the caller decides which is better).
+- `fold_later`: the rollbacks, folded once the rest is (`workers.rebuild_later`).
 - `fold_cards` and `fold_holds`: the loyalty cards, and the rollbacks still held, at the end.
 
-What a handler reads back (a rollback's original, a stack's notes, a card's kept reports) is
-read from them among the rows folded before the reader's place. `settle` then keeps the rows
-that stand, and `computed` gives each part of the books the rows it must hold.
+`settle` then keeps the rows that stand, and `computed` gives each part of the books the rows
+it must hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
-from itertools import islice
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -29,29 +27,25 @@ from sqlalchemy import (
     Column,
     Connection,
     FromClause,
+    Index,
     Integer,
     MetaData,
     Table,
     Text,
-    and_,
-    bindparam,
     delete,
     func,
-    or_,
     select,
     text,
-    tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from models.cards import Movement
 from models.db import bulk_io as bulk
 from models.db.books_store import CARDS, HOLDS, MOVEMENTS, POSTINGS, REDEMPTIONS, TRANSACTIONS, Part
-from models.db.card_store import movement_of
 from models.db.insert import insert
 from models.db.ledger_store import digest
+from models.folded import Booking, Entry, Note, redemption_of
 from models.journal import Posting, Transaction
-from models.ledger import Redemption, StackCheck
+from models.ledger import Redemption
 from models.loyalty import CardState
 
 _metadata = MetaData()
@@ -116,27 +110,32 @@ SETTLED_REDEMPTIONS = _scratch(
     _ord(),
 )
 
-_LOOKUPS = (
+FOLD_LATER = _scratch(
+    "fold_later",
+    _ord(key=True),
+    *_like(REDEMPTIONS, "event_id"),
+    Column("handler", Text, nullable=False),
+    Column("original", Text, nullable=False),
+)
+Index("ix_fold_notes_redemption_id", FOLD_NOTES.c.redemption_id)
+Index("ix_fold_notes_parent_id", FOLD_NOTES.c.parent_id)
+_BOOKING_LOOKUPS = (
     (FOLD_TRANSACTIONS, "redemption"),
     (FOLD_TRANSACTIONS, "key"),
     (FOLD_POSTINGS, "ord"),
-    (FOLD_NOTES, "redemption_id"),
-    (FOLD_NOTES, "parent_id"),
 )
-"""What the reads of rollbacks and stacks need: made when the first of them reads (most logs
-have few), not kept up through every COPY before."""
-
-LOOKUP_CHUNK = 5000
-"""Keys per read of kept reports."""
+"""What the reads of the rollbacks' originals go through (`index_bookings`)."""
 
 
 WORK_MEM = "64MB"
 """What one sort or hash of the rebuild's statements may take on PostgreSQL before it spills
 to disk (the default, 4MB, sends the big ones to disk)."""
-SETTINGS = {"work_mem": WORK_MEM, "jit": "off"}
+SETTINGS = {"work_mem": WORK_MEM, "jit": "off", "plan_cache_mode": "force_custom_plan"}
 """For the rebuild's transaction on PostgreSQL. Without JIT: the few big statements over the
 scratch tables (never analysed, their sizes guessed high) would spend seconds compiling plans
-that a scan and a hash join run in less."""
+that a scan and a hash join run in less. A plan for each execution: the driver prepares a
+statement run often, and a plan made for tables still small (a scan) would stay for tables
+grown large."""
 
 
 def create(conn: Connection) -> None:
@@ -158,26 +157,22 @@ def drop(conn: Connection) -> None:
 Row = tuple[Any, ...]
 
 
-def booking_rows(ord: int, transaction: Transaction, event_id: str) -> tuple[Row, list[Row]]:
+def booking_rows(ord: int, transaction: Transaction, event_id: str) -> tuple[Booking, list[Entry]]:
     """A booking as its `fold_transactions` row and its `fold_postings` rows."""
     key = transaction.key
-    redemption = key.split(":", 2)[1] if key.startswith("redemption:") else None
-    postings = [
-        (ord, pos, p.account, p.asset, p.amount) for pos, p in enumerate(transaction.postings, 1)
+    entries = [
+        Entry(ord, pos, p.account, p.asset, p.amount)
+        for pos, p in enumerate(transaction.postings, 1)
     ]
-    return (ord, key, redemption, event_id, digest(transaction), transaction.memo), postings
+    booking = Booking(ord, key, redemption_of(key), event_id, digest(transaction), transaction.memo)
+    return booking, entries
 
 
-def note_row(ord: int, note: Redemption) -> Row:
-    return (
-        ord,
-        note.redemption_id,
-        note.role,
-        note.parent_id,
-        note.order_id,
-        note.applied,
+def note_row(ord: int, note: Redemption) -> Note:
+    return Note(
+        ord, note.redemption_id, note.role, note.parent_id, note.order_id, note.applied,
         note.event_id,
-    )
+    )  # fmt: skip
 
 
 def movement_row(m: Movement) -> Row:
@@ -229,119 +224,16 @@ def put_holds(conn: Connection, holds: Iterable[tuple[str, str]]) -> None:
     bulk.copy_rows(conn, FOLD_HOLDS, list(holds))
 
 
-# --- reads ----------------------------------------------------------------------------------
+def add_later(conn: Connection, rows: Sequence[Row]) -> None:
+    """Rollbacks to fold at the end: (place, event id, handler, original redemption id)."""
+    bulk.copy_rows(conn, FOLD_LATER, rows)
 
 
-def kept(conn: Connection, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Movement]:
-    """The reports kept of these (card, key) movements, for those that have one."""
-    found: dict[tuple[str, str], Movement] = {}
-    pending = iter(pairs)
-    while chunk := list(islice(pending, LOOKUP_CHUNK)):
-        if conn.dialect.name == "postgresql":
-            wanted = (
-                func.unnest(
-                    bindparam("cards", [c for c, _ in chunk], type_=ARRAY(Text)),
-                    bindparam("keys", [k for _, k in chunk], type_=ARRAY(Text)),
-                )
-                .table_valued("card_id", "key")
-                .render_derived(name="wanted")
-            )
-            stmt = select(FOLD_MOVEMENTS).join(
-                wanted,
-                and_(
-                    FOLD_MOVEMENTS.c.card_id == wanted.c.card_id,
-                    FOLD_MOVEMENTS.c.key == wanted.c.key,
-                ),
-            )
-        else:
-            key = tuple_(FOLD_MOVEMENTS.c.card_id, FOLD_MOVEMENTS.c.key)
-            stmt = select(FOLD_MOVEMENTS).where(key.in_(chunk))
-        for row in conn.execute(stmt):
-            found[row.card_id, row.key] = movement_of(row)
-    return found
-
-
-def latest(conn: Connection, card_id: str, times: int) -> tuple[list[Movement], bool]:
-    """The card's kept reports at its `times` latest times, and whether they are all it has."""
-    m = FOLD_MOVEMENTS
-    found: list[datetime] = list(
-        conn.scalars(
-            select(m.c.at).where(m.c.card_id == card_id).distinct().order_by(m.c.at.desc())
-            .limit(times + 1)
-        )
-    )  # fmt: skip
-    if not found:
-        return [], True
-    floor = found[:times][-1]
-    rows = conn.execute(select(m).where(m.c.card_id == card_id, m.c.at >= floor))
-    return [movement_of(row) for row in rows], len(found) <= times
-
-
-def index_lookups(conn: Connection) -> None:
-    """Make the indexes the reads below use (once a first one needs them)."""
-    for table, column in _LOOKUPS:
+def index_bookings(conn: Connection) -> None:
+    """Make the indexes the reads of the rollbacks' originals go through: once, when the rest
+    is folded (kept up through every COPY before, they would make it twice as slow)."""
+    for table, column in _BOOKING_LOOKUPS:
         conn.execute(text(f"CREATE INDEX ix_{table.name}_{column} ON {table.name} ({column})"))
-
-
-def seen(conn: Connection, redemption_id: str, before: int) -> bool:
-    n = FOLD_NOTES
-    found = conn.scalar(
-        select(n.c.ord).where(n.c.redemption_id == redemption_id, n.c.ord < before).limit(1)
-    )
-    return found is not None
-
-
-def transactions_of_redemption(
-    conn: Connection, redemption_id: str, order_id: str | None, before: int
-) -> list[Transaction]:
-    """What stood, before `before`, of the redemption's own keys (in booking order), then of
-    its order's gross."""
-    t, p = FOLD_TRANSACTIONS, FOLD_POSTINGS
-    gross = f"order:{order_id}:gross" if order_id else None
-    which = (
-        or_(t.c.redemption == redemption_id, t.c.key == gross)
-        if gross
-        else (t.c.redemption == redemption_id)
-    )
-    firsts = select(func.min(t.c.ord)).where(which, t.c.ord < before).group_by(t.c.key)
-    rows = conn.execute(
-        select(t.c.ord, t.c.key, t.c.memo, p.c.account, p.c.asset, p.c.amount)
-        .join(p, p.c.ord == t.c.ord)
-        .where(t.c.ord.in_(firsts))
-        .order_by(t.c.ord, p.c.pos)
-    )
-    grouped: dict[int, tuple[str, str, list[Posting]]] = {}
-    for ord, key, memo, account, asset, amount in rows:
-        grouped.setdefault(ord, (key, memo, []))[2].append(Posting(account, asset, int(amount)))
-    found = [Transaction(key, tuple(postings), memo) for key, memo, postings in grouped.values()]
-    return sorted(found, key=lambda transaction: transaction.key == gross)
-
-
-def stack(conn: Connection, parent_id: str, before: int) -> StackCheck:
-    """The parent's first note against its children's first notes, before `before`."""
-    n, other = FOLD_NOTES, FOLD_NOTES.alias("other")
-    expected = conn.scalar(
-        select(n.c.applied_amount)
-        .where(n.c.redemption_id == parent_id, n.c.ord < before)
-        .order_by(n.c.ord)
-        .limit(1)
-    )
-    first = (
-        select(func.min(other.c.ord))
-        .where(other.c.redemption_id == n.c.redemption_id)
-        .scalar_subquery()
-    )
-    booked, children = conn.execute(
-        select(func.coalesce(func.sum(n.c.applied_amount), 0), func.count()).where(
-            n.c.parent_id == parent_id, n.c.ord < before, n.c.ord == first
-        )
-    ).one()
-    return StackCheck(
-        parent_id,
-        expected=None if expected is None else int(expected),
-        booked=int(booked),
-        children=int(children),
-    )
 
 
 # --- the end --------------------------------------------------------------------------------

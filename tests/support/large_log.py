@@ -4,8 +4,8 @@ plan test and `bench.size`.
 Event `n` (1, 2, …) is received `n` seconds after `base`, with a body made from the recorded
 Voucherify payloads (`tests/fixtures/voucherify/`, in an envelope) whose identities carry `n`:
 its event, redemption and order ids differ from every other event's, it happened when it was
-received, and its card is one of `CARDS` gift, loyalty and reward cards, so a rebuild folds
-real, distinct work. The mix, by `n % 20`:
+received, and its card is one of `CARDS` (or as many as asked) gift, loyalty and reward
+cards, so a rebuild folds real, distinct work. The mix, by `n % 20`:
 
 - n % 20 in 0..9: `redemption.succeeded` (discount, promotion tier, gift card, loyalty
   points): ledger, loyalty and notifications;
@@ -123,7 +123,7 @@ SELECT 'evt_' || n,
        convert_to(replace(replace(replace(replace(
            (CAST(:bodies AS text[]))[1 + {_KIND}], '{N}', n::text), '{ORIGINAL}', (n - 7)::text),
            '{AT}', to_char({_AT} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
-           '{CARD}', ((n / 20) % {CARDS})::text), 'UTF8'),
+           '{CARD}', ((n / 20) % CAST(:cards AS bigint))::text), 'UTF8'),
        CAST(:headers AS json),
        '203.0.113.' || (n % 250),
        'whs_' || n,
@@ -196,14 +196,21 @@ def received_at(base: datetime, n: int) -> datetime:
     return base + timedelta(seconds=n)
 
 
-def fill(conn: Connection, base: datetime, first: int, last: int) -> None:
+def fill(conn: Connection, base: datetime, first: int, last: int, cards: int = CARDS) -> None:
     """Insert events first..last (numbers, inclusive) with their runs and notifications, a
-    chunk per statement; the caller commits (and ANALYZEs)."""
+    chunk per statement, about `cards` loyalty cards; the caller commits (and ANALYZEs)."""
     kinds, bodies = zip(*templates(), strict=True)
     for start in range(first, last + 1, CHUNK):
         bounds = {"first": start, "last": min(start + CHUNK - 1, last), "base": base}
         conn.execute(
-            EVENTS, {**bounds, "types": list(kinds), "bodies": list(bodies), "headers": HEADERS}
+            EVENTS,
+            {
+                **bounds,
+                "types": list(kinds),
+                "bodies": list(bodies),
+                "headers": HEADERS,
+                "cards": cards,
+            },
         )
         conn.execute(RUNS, bounds)
         conn.execute(NOTIFICATIONS, bounds)
