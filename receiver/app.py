@@ -40,7 +40,9 @@ def create_app(
     """Build the receiver. `writer_engine` stores deliveries from the event loop; `engine`
     serves the rest (outbox, metrics) from threads; `probe_engine` (default `engine`) answers
     /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down."""
-    metrics = ReceiverMetrics(engine)
+    metrics = ReceiverMetrics(
+        engine, metrics_dir=config.metrics_dir, quiet_after=config.quiet_after
+    )
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
     writer = EventWriter(writer_engine, dispatcher.submit)
     deliveries = DeliveryEndpoint(config, writer, metrics, ByteBudget(config.preauth_bytes))

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, bindparam, case, or_, select, text, update
+from sqlalchemy import Connection, Select, bindparam, case, func, or_, select, text, update
 
 from models.db import bulk_io as bulk
 from models.db.batch_sql import among, as_json, insert_many, rows_from
@@ -114,6 +114,17 @@ def statuses_statement(event_ids: list[str]) -> Select[Any]:
     return select(handler_runs.c.event_id, handler_runs.c.handler, handler_runs.c.status).where(
         handler_runs.c.event_id.in_(event_ids)
     )
+
+
+def held_count(conn: Connection) -> int:
+    """Runs held: rollbacks waiting for their original redemption (a read of the status
+    index, as long as the held ones are few, as they are)."""
+    return int(conn.execute(held_count_statement()).scalar_one())
+
+
+def held_count_statement() -> Select[Any]:
+    """The query of `held_count`."""
+    return select(func.count()).select_from(handler_runs).where(handler_runs.c.status == "held")
 
 
 def for_event(conn: Connection, event_id: str) -> list[Any]:
