@@ -26,6 +26,8 @@ def count_drifting(engine: Engine, every: float = CARDS_CHECK_EVERY) -> int:
     count)."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
+        figures.ensure(conn, figures.CARDS_DRIFTING)
+    with engine.begin() as conn:
         # A little early, so that the worker whose turn it is next does not just miss it.
         if not figures.claim(conn, figures.CARDS_DRIFTING, now - timedelta(seconds=every * 0.9)):
             return 0

@@ -16,13 +16,22 @@ CARDS_DRIFTING = "cards_drifting"
 (`workers.books_check`)."""
 
 
+def ensure(conn: Connection, name: str) -> None:
+    """The figure's row exists, uncomputed if it is new. In a transaction of its own, before
+    `claim`: an INSERT meeting a row another transaction has just inserted waits for it."""
+    exists = conn.execute(select(figures.c.name).where(figures.c.name == name)).first()
+    if exists is None:
+        conn.execute(
+            insert(conn, figures)
+            .values(name=name, value=0, computed_at=None)
+            .on_conflict_do_nothing()
+        )
+
+
 def claim(conn: Connection, name: str, computed_before: datetime) -> bool:
-    """Lock the figure `name` until the transaction ends, when it was last computed before
-    `computed_before` (or never) and no other transaction holds it: True when the caller is
-    to compute it now. Several workers thus compute it once between them."""
-    conn.execute(
-        insert(conn, figures).values(name=name, value=0, computed_at=None).on_conflict_do_nothing()
-    )
+    """Lock the figure `name` (its row: `ensure`) until the transaction ends, when it was last
+    computed before `computed_before` (or never) and no other transaction holds it: True when
+    the caller is to compute it now. Several workers thus compute it once between them."""
     found = conn.execute(
         select(figures.c.name)
         .where(figures.c.name == name)
