@@ -62,6 +62,7 @@ def create_app(
         gc.freeze()
         yield
         await writer.stop()
+        deliveries.counts.flush()
         await run_in_threadpool(dispatcher.stop)
 
     async def healthz(_request: Request) -> Response:
@@ -80,6 +81,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         if (refused := refusal(admin_token, request)) is not None:
             return refused
+        deliveries.counts.flush()  # this process's last second, the others' are in their files
         return Response(await scrape.get(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

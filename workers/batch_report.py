@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from receiver.metrics import observe_many
 from workers import metrics
 
 log = structlog.get_logger(__name__)
@@ -24,12 +25,14 @@ def committed(
         metrics.handler_ran(handler, outcomes, seconds)
     runs.clear()
     now = datetime.now(UTC)
+    latencies = []
     for event_id, status, error in settled:
         if status == "processed":
-            waited = (now - received[event_id]).total_seconds()
-            metrics.PROCESSING_LATENCY.observe(max(waited, 0.0))
+            waited = max((now - received[event_id]).total_seconds(), 0.0)
+            latencies.append(waited)
             log.info("event_processed", event_id=event_id, seconds=round(waited, 3))
         elif status == "failed":
             log.warning("event_failed", event_id=event_id, error=(error or "")[:500])
         else:
             log.info("event_pending", event_id=event_id, waiting=error)
+    observe_many(metrics.PROCESSING_LATENCY, latencies)
