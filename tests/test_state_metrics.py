@@ -91,7 +91,7 @@ def test_cards_that_disagree_are_counted_by_one_worker_and_read_by_every_scrape(
     assert count_drifting(db) == 0
     assert scraped(db)["voucherhook_cards_drifting"] == 1
 
-    assert count_drifting(db, every=0) == 0
+    assert count_drifting(db, every=0, duty=0) == 0
     with db.connect() as conn:
         value, at = figures.computed(conn)[figures.CARDS_DRIFTING]
     assert value == 0 and at.timestamp() >= checked
@@ -104,6 +104,23 @@ def test_a_worker_counting_holds_the_others_off(db: Engine) -> None:
         figures.ensure(conn, figures.CARDS_DRIFTING)
     with db.begin() as conn:
         assert figures.claim(conn, figures.CARDS_DRIFTING, datetime.now(UTC))
-        assert count_drifting(db, every=0) == 0
+        assert count_drifting(db, every=0, duty=0) == 0
         figures.put(conn, figures.CARDS_DRIFTING, 7, datetime.now(UTC))
     assert scraped(db)["voucherhook_cards_drifting"] == 7
+
+
+def test_a_long_count_spaces_out_the_next_ones(db: Engine) -> None:
+    """A count that took a minute is not made again within twenty."""
+    process_live(db, store_all(db, history()))
+    assert count_drifting(db, every=0, duty=0) == 1
+
+    def counted(minutes_ago: float, took_ms: int) -> None:
+        at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+        with db.begin() as conn:
+            figures.put(conn, figures.CARDS_DRIFTING, 1, at)
+            figures.put(conn, figures.CARDS_COUNT_MS, took_ms, at)
+
+    counted(minutes_ago=10, took_ms=60_000)
+    assert count_drifting(db) == 0  # 5 minutes passed, but not 20 times a minute
+    counted(minutes_ago=10, took_ms=100)
+    assert count_drifting(db) == 1

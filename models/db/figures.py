@@ -14,6 +14,8 @@ from models.db.tables import figures
 CARDS_DRIFTING = "cards_drifting"
 """Loyalty and gift cards whose books disagree with what Voucherify reported
 (`workers.books_check`)."""
+CARDS_COUNT_MS = "cards_drifting_count_ms"
+"""How long the last count of CARDS_DRIFTING took, in milliseconds."""
 
 
 def ensure(conn: Connection, name: str) -> None:
