@@ -42,7 +42,9 @@ def create_app(
     serves the rest (outbox, metrics) from threads; `probe_engine` (default `engine`) answers
     /readyz. `publish` hands event ids to the broker; `broker_check` raises when it is down.
     `routes` are served beside the receiver's own (the operator console)."""
-    metrics = ReceiverMetrics(engine)
+    metrics = ReceiverMetrics(
+        engine, metrics_dir=config.metrics_dir, quiet_after=config.quiet_after
+    )
     dispatcher = Dispatcher(engine, publish, on_failure=metrics.dispatch_failures.inc)
     writer = EventWriter(writer_engine, dispatcher.submit)
     deliveries = DeliveryEndpoint(config, writer, metrics, ByteBudget(config.preauth_bytes))
@@ -62,6 +64,7 @@ def create_app(
         gc.freeze()
         yield
         await writer.stop()
+        deliveries.counts.flush()
         await run_in_threadpool(dispatcher.stop)
 
     async def healthz(_request: Request) -> Response:
@@ -80,6 +83,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         if (refused := refusal(admin_token, request)) is not None:
             return refused
+        deliveries.counts.flush()  # this process's last second, the others' are in their files
         return Response(await scrape.get(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

@@ -17,3 +17,9 @@ class ReceiverConfig:
     """Bytes of bodies read before their signature is checked, all requests together."""
     body_timeout: float
     store_timeout: float
+    metrics_dir: str | None = None
+    """Where every process of this deployment's machine keeps its counts for /metrics to add
+    up (prometheus-client's multiprocess mode); None: this process counts alone."""
+    quiet_after: float | None = None
+    """Seconds without a new event after which the alert rules call it too quiet; exported
+    as a gauge for them (None: not exported)."""

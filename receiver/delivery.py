@@ -24,7 +24,7 @@ from models.db.eventlog import NewEvent
 from models.identity import Identified, identify
 from receiver.config import ReceiverConfig
 from receiver.limits import ByteBudget, Throttled
-from receiver.metrics import ReceiverMetrics
+from receiver.metrics import DeliveryCounts, ReceiverMetrics
 from receiver.signature import HEADER, parse_header, signed_form
 from receiver.store import EventWriter, StoreUnavailable
 
@@ -87,8 +87,7 @@ class DeliveryEndpoint:
         self._config = config
         self._secrets = config.secrets
         self._writer = writer
-        self._metrics = metrics
-        self._outcomes: dict[str, Any] = {}
+        self.counts = DeliveryCounts(metrics)
         self._budget = budget
         self._log_unauthorized = Throttled(
             lambda **fields: log.info("delivery_unauthorized", **fields)
@@ -100,14 +99,7 @@ class DeliveryEndpoint:
             answer = await self._handle(scope, receive)
         except Disconnected:
             return
-        finally:
-            self._metrics.receive_seconds.observe(time.perf_counter() - started)
-        outcome = self._outcomes.get(answer.outcome)
-        if outcome is None:
-            outcome = self._outcomes[answer.outcome] = self._metrics.deliveries.labels(
-                answer.outcome
-            )
-        outcome.inc()
+        self.counts.count(answer.outcome, time.perf_counter() - started)
         await _send(send, answer)
 
     async def _handle(self, scope: Scope, receive: Receive) -> Answer:

@@ -61,12 +61,21 @@ class Dispatcher:
     def _publish_all(self, ids: list[str]) -> list[str]:
         """Publish in chunks; return the ids the broker did not take."""
         for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
             try:
-                self._publish(ids[start : start + BATCH])
+                self._publish(chunk)
             except Exception as exc:
                 # Left to the sweep on purpose: it publishes them once the broker is back.
-                log.warning("dispatch_failed", error=first_line(exc), events=len(ids))
+                for rest in range(start, len(ids), BATCH):
+                    log.warning(
+                        "dispatch_failed",
+                        error=first_line(exc),
+                        event_ids=ids[rest : rest + BATCH],
+                    )
                 return ids[start:]
+            # An event's first line: stored (committed), and handed to the workers. One line
+            # per message, so that a busy receiver logs a few lines a second, not one per event.
+            log.info("events_dispatched", event_ids=chunk)
         return []
 
     def _run(self) -> None:

@@ -24,6 +24,7 @@ from models.db import (
     console_books,
     console_queries,
     eventlog,
+    figures,
     notification_store,
     run_store,
     schema,
@@ -146,7 +147,9 @@ HOT: dict[str, Query] = {
     "metrics: backlog": lambda _log: eventlog.backlog_statements()[0],
     "metrics: never dispatched": lambda _log: eventlog.backlog_statements()[1],
     "metrics: oldest pending": lambda _log: eventlog.backlog_statements()[2],
-    "metrics: processing latency": lambda _log: eventlog.processing_latency_statement(),
+    "metrics: newest received": lambda _log: eventlog.last_received_statement(),
+    "metrics: held rollbacks": lambda _log: run_store.held_count_statement(),
+    "metrics: computed figures": lambda _log: figures.computed_statement(),
     "notifications list": lambda _log: notification_store.listing_statement(
         status=None, event_id=None, limit=50
     ),

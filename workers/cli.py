@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, help="processes (VOUCHERHOOK_WORKER_CONCURRENCY)"
     )
     worker.add_argument("--pool", choices=["prefork", "solo", "threads"], help="Celery pool")
+    worker.add_argument("--host", help="address /metrics binds (default VOUCHERHOOK_HOST)")
+    worker.add_argument(
+        "--metrics-port", type=int, help="/metrics port (VOUCHERHOOK_WORKER_METRICS_PORT; 0: none)"
+    )
     worker.set_defaults(command="run:cmd_worker", runs=True)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")

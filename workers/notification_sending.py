@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine
 from models import pacing
 from models.db import notification_budget, notification_store
 from models.notifications import Channel
+from workers import metrics
 from workers.notification_channels import Sender, Undeliverable
 from workers.processing import RetryPolicy
 
@@ -134,6 +135,7 @@ def _fail_unconfigured(
         if channel not in senders and ids:
             error = f"LookupError: channel {channel} is not configured"
             for seq in notification_store.fail_waiting(conn, ids, channel, error):
+                metrics.NOTIFICATIONS.labels(channel, "failed").inc()
                 log.warning(
                     "notification_failed", notification=seq, channel=channel, final=True,
                     error=error,
@@ -424,7 +426,17 @@ class _Sends:
 
 
 def _send(sender: Sender, row: Any, policy: RetryPolicy) -> Delivered:
-    """Send one delivery; what became of it."""
+    """Send one delivery; what became of it, counted, and logged with its event's id."""
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(event_id=row.event_id):
+        done = _send_once(sender, row, policy)
+        metrics.notification_done(row.channel, done.result, time.perf_counter() - started)
+        if done.result == "sent":
+            log.info("notification_sent", notification=row.seq, channel=row.channel)
+    return done
+
+
+def _send_once(sender: Sender, row: Any, policy: RetryPolicy) -> Delivered:
     final = row.attempts >= policy.max_attempts
     try:
         sender.send(row.recipient, row.subject, row.body, f"{row.source_id}:{row.channel}")

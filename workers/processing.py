@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from models.db import eventlog, ledger_store, notification_store, run_store
 from models.routing import ORDER, handlers_for
 from models.statuses import RunStatus
 from models.voucherify import Payload, PayloadError, load_json, parse_payload
+from workers import metrics
+from workers.batch_report import committed
 from workers.books import SqlBooks
 from workers.handlers import BY_NAME
 from workers.handlers.base import Config, Handle, Job, LedgerConflict, PermanentError
@@ -54,11 +57,14 @@ class FollowUp:
     notifications: list[int] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     retries: list[Retry] = field(default_factory=list)
+    runs: list[tuple[str, list[str], float]] = field(default_factory=list)
+    """(handler, each event's outcome, seconds the batch took): counted once committed."""
 
     def add(self, other: FollowUp) -> None:
         self.notifications.extend(other.notifications)
         self.released.extend(other.released)
         self.retries.extend(other.retries)
+        self.runs.extend(other.runs)
 
 
 @dataclass(frozen=True)
@@ -120,10 +126,12 @@ class Processor:
                 follow.notifications = notification_store.unheld(conn, done, _now())
         events: list[_Event] = []
         failures: list[_Failure] = []
+        received = {row.id: row.received_at for row in rows}
         for row in rows:
             if not handlers_for(row.type):
                 with self._engine.begin() as conn:
                     eventlog.set_status(conn, row.id, "ignored", _now())
+                log.info("event_ignored", event_id=row.id, type=row.type)
                 continue
             try:
                 body = load_json(row.body)
@@ -139,7 +147,7 @@ class Processor:
             for handler in ORDER
         ]
         groups = [(name, group) for name, group in groups if group]
-        if events and not failures and self._run_together(groups, types, follow):
+        if events and not failures and self._run_together(groups, types, follow, received):
             return follow
         for name, group in groups:
             failures.extend(self._run_group(name, group, follow))
@@ -156,11 +164,15 @@ class Processor:
         }
         with self._engine.begin() as conn:
             settled = self._settle(conn, types, failed, leases)
-        _log_settled(settled)
+        committed(follow.runs, settled, received)
         return follow
 
     def _run_together(
-        self, groups: list[tuple[str, list[_Event]]], types: dict[str, str], follow: FollowUp
+        self,
+        groups: list[tuple[str, list[_Event]]],
+        types: dict[str, str],
+        follow: FollowUp,
+        received: dict[str, datetime],
     ) -> bool:
         """Every handler over its events, then the events' statuses, all in one transaction:
         one commit for the batch. False when it failed, and nothing of it was committed."""
@@ -169,11 +181,13 @@ class Processor:
                 done = [self._run_batch(conn, name, group) for name, group in groups]
                 settled = self._settle(conn, types, {})
         except Exception:
-            log.info("batch_splitting", handlers=[name for name, _ in groups])
+            log.info(
+                "batch_splitting", handlers=[name for name, _ in groups], event_ids=list(types)
+            )
             return False
-        _log_settled(settled)
         for batch in done:
             follow.add(batch)
+        committed(follow.runs, settled, received)
         return True
 
     def _run_group(self, name: str, group: list[_Event], follow: FollowUp) -> list[_Failure]:
@@ -181,7 +195,7 @@ class Processor:
             with self._engine.begin() as conn:
                 done = self._run_batch(conn, name, group)
         except Exception:
-            log.info("batch_isolating", handler=name, events=len(group))
+            log.info("batch_isolating", handler=name, event_ids=[event.id for event in group])
         else:
             follow.add(done)
             return []
@@ -200,6 +214,7 @@ class Processor:
         """Run one handler over events in the caller's transaction, with their run rows;
         answer what to publish once it is committed."""
         now = _now()
+        started = time.perf_counter()
         # Runs done before are skipped: a redelivered message changes nothing.
         todo = run_store.claim(conn, [event.id for event in group], name, now)
         if not todo:
@@ -213,7 +228,9 @@ class Processor:
             if event.id not in todo:
                 continue
             job = Job(books, event.id, event.type, event.payload, event.body, now, self._config)
-            outcome = self._handlers[name](job)
+            # Every line logged while a handler runs names the event and the handler.
+            with structlog.contextvars.bound_contextvars(event_id=event.id, handler=name):
+                outcome = self._handlers[name](job)
             jobs.append(job)
             outcomes.append((event.id, outcome.status, outcome.note))
             todo.discard(event.id)  # the same event twice in a batch runs once
@@ -227,6 +244,7 @@ class Processor:
         return FollowUp(
             notifications=notification_store.plan(conn, planned, now, lease_until=until),
             released=released,
+            runs=[(name, [status for _, status, _ in outcomes], time.perf_counter() - started)],
         )
 
     def _record_failure(self, failure: _Failure, follow: FollowUp) -> bool:
@@ -246,6 +264,11 @@ class Processor:
         # A payload the rules cannot use stays unusable however often it is tried.
         permanent = isinstance(failure.error, (PermanentError, PayloadError))
         final = permanent or attempts >= self._policy.max_attempts
+        metrics.HANDLER_RUNS.labels(failure.handler, "failed" if final else "retry").inc()
+        if isinstance(failure.error, LedgerConflict):
+            metrics.LEDGER_CONFLICTS.inc()
+        if not final:
+            metrics.RETRIES.labels("event").inc()
         log.warning(
             "handler_failed",
             event_id=failure.event_id,
@@ -267,7 +290,7 @@ class Processor:
     ) -> list[tuple[str, str, str | None]]:
         """Processed when every handler is done; failed when one failed for good; else still
         pending (a handler held, or waiting for its retry, leased until the retry is due),
-        with the reason as its error. Answers each event's (id, status, error)."""
+        with the reason as its error. Answers (event id, status, error) of each."""
         outcomes: list[tuple[str, str, str | None]] = []
         runs = run_store.statuses(conn, list(types))
         for event_id, event_type in types.items():
@@ -287,21 +310,6 @@ class Processor:
                 outcomes.append((event_id, "pending", "; ".join(waiting)))
         eventlog.set_statuses(conn, outcomes, _now(), leases)
         return outcomes
-
-
-def _log_settled(outcomes: list[tuple[str, str, str | None]]) -> None:
-    """Once committed: one line for the batch's processed events, one per failed event."""
-    processed = [event_id for event_id, status, _ in outcomes if status == "processed"]
-    if processed:
-        log.info("events_processed", event_ids=processed)
-    for event_id, status, error in outcomes:
-        if status == "failed":
-            log.warning(
-                "event_failed",
-                event_id=event_id,
-                error=(error or "")[:500],
-                see=f"voucherhook events show {event_id}",
-            )
 
 
 def _now() -> datetime:

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, alias="VOUCHERHOOK_MAX_ATTEMPTS", ge=1)
     retry_backoff: float = Field(2.0, alias="VOUCHERHOOK_RETRY_BACKOFF", gt=0)
     retry_backoff_max: float = Field(300.0, alias="VOUCHERHOOK_RETRY_BACKOFF_MAX", gt=0)
+    # The port of a worker's /metrics (0: none); the web processes serve theirs on PORT.
+    worker_metrics_port: int = Field(9808, alias="VOUCHERHOOK_WORKER_METRICS_PORT", ge=0, le=65535)
+    # Seconds without a new event that are unusual for this deployment: exported for the
+    # alert rules (deploy/prometheus/alerts.yml), which page past it.
+    quiet_alert_after: float = Field(21600.0, alias="VOUCHERHOOK_QUIET_ALERT_AFTER", gt=0)
+    # Where the processes of one `serve` or `worker` command keep their metrics' counts (set
+    # by the command itself when unset: see workers.metric_files).
+    metrics_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
     # auto: readable lines on a terminal, JSON (one object per line) otherwise.
     log_format: Literal["auto", "console", "json"] = Field("auto", alias="VOUCHERHOOK_LOG_FORMAT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

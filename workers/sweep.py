@@ -48,6 +48,8 @@ def sweep(
             for start in range(0, len(ids), BATCH):
                 publish(ids[start : start + BATCH])
             eventlog.mark_dispatched(conn, ids, datetime.now(UTC))
+        for start in range(0, len(ids), BATCH):
+            log.info("events_redispatched", event_ids=ids[start : start + BATCH])
         total += len(ids)
         if len(ids) < limit:
             return total

@@ -28,6 +28,8 @@ def app_from_env() -> Front:
         preauth_bytes=settings.preauth_bytes,
         body_timeout=settings.body_timeout,
         store_timeout=settings.store_timeout,
+        metrics_dir=settings.metrics_dir,
+        quiet_after=settings.quiet_alert_after,
     )
     return create_app(
         config,

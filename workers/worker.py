@@ -10,8 +10,11 @@ from celery.signals import worker_ready, worker_shutdown
 from models.db import notification_store
 from models.db.engine import make_engine
 from workers import tasks
+from workers.books_check import CARDS_CHECK_EVERY, count_drifting
 from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
 from workers.leases import Heartbeat
+from workers.metrics import REDISPATCHED
+from workers.metrics_server import MetricsServer
 from workers.orphans import restore_orphans
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
@@ -19,19 +22,37 @@ from workers.sweep import Periodic, sweep
 from workers.wiring import Runtime
 
 
-def run(settings: Settings, *, concurrency: int | None = None, pool: str | None = None) -> None:
+def run(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    pool: str | None = None,
+    host: str | None = None,
+    metrics_port: int | None = None,
+    metrics_dir: str | None = None,
+) -> None:
+    """Run the worker; with `metrics_dir` (where its processes count, `workers.metric_files`)
+    and the admin token, serve /metrics on `metrics_port` (default from the settings, 0:
+    none). Raises MetricsPortUnavailable before starting when that port is taken."""
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    server = None
+    if port and metrics_dir and settings.admin_token:
+        token = settings.admin_token.get_secret_value()
+        server = MetricsServer(host or settings.host, port, token, metrics_dir)
     app = make_celery(settings)
     tasks.register(app, Runtime(settings))
     engine = make_engine(settings.database_url, pool_size=1)
     publish = publisher(app, settings.queue)
 
     def sweep_events() -> int:
-        return sweep(
+        count = sweep(
             engine,
             publish,
             after=settings.sweep_after,
             redispatch_after=settings.redispatch_after,
         )
+        REDISPATCHED.labels("event").inc(count)
+        return count
 
     def sweep_notifications() -> int:
         # A delivery whose send task died with its worker, or was lost (a broker restart), is
@@ -44,11 +65,19 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
             )
             if ids:
                 app.send_task(SEND_NOTIFICATIONS, args=[ids], queue=settings.queue)
+        REDISPATCHED.labels("notification").inc(len(ids))
         return len(ids)
 
     sweepers = [
         Periodic("outbox-sweep", settings.sweep_interval, sweep_events),
         Periodic("notification-sweep", settings.sweep_interval, sweep_notifications),
+        # The figure of voucherhook_cards_drifting, counted by one worker at a time.
+        Periodic(
+            "cards-check",
+            CARDS_CHECK_EVERY,
+            lambda: count_drifting(engine),
+            first_after=settings.sweep_interval,
+        ),
     ]
     if not settings.embedded:
         sweepers.append(
@@ -77,6 +106,9 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
 
     @worker_ready.connect(weak=False)
     def _start_sweepers(**_: object) -> None:
+        # Once the pool is started: its processes are forked without these threads.
+        if server:
+            server.start()
         heartbeat.start()
         for sweeper in sweepers:
             sweeper.start()
@@ -86,6 +118,8 @@ def run(settings: Settings, *, concurrency: int | None = None, pool: str | None 
         for sweeper in sweepers:
             sweeper.stop()
         heartbeat.stop()
+        if server:
+            server.stop()
 
     # The embedded broker is a SQLite file: one process consumes it, tasks run in that process.
     pool = pool or ("solo" if settings.embedded else "prefork")

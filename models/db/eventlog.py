@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, u
 
 from models.db.batch_sql import lease_pending
 from models.db.insert import insert
-from models.db.tables import event_counts, events
+from models.db.tables import event_counts, events, handler_runs
 from models.statuses import EventStatus
 
 
@@ -267,18 +267,23 @@ UNDISPATCHED_COUNTED = 10_000
 
 def backlog(conn: Connection, now: datetime) -> tuple[int, int, float]:
     """(pending events, of which never dispatched (at most UNDISPATCHED_COUNTED), age in
-    seconds of the oldest pending). Bounded: counts from event_counts, a limited scan of the
-    outbox index, and its first row."""
+    seconds of the oldest pending one that is not held). Bounded: counts from event_counts, a
+    limited scan of the outbox index, and its first rows."""
     pending, undispatched, oldest = backlog_statements()
     waiting = conn.execute(pending).scalar_one()
     never = conn.execute(undispatched).scalar_one()
-    first = conn.execute(oldest).scalar_one()
+    first = conn.execute(oldest).scalar()
     age = (now - first).total_seconds() if first is not None else 0.0
     return int(waiting), int(never), max(age, 0.0)
 
 
 def backlog_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
-    """The queries of `backlog`: pending events, never dispatched ones, the oldest pending."""
+    """The queries of `backlog`: pending events, never dispatched ones, the oldest pending.
+
+    A held rollback is pending by design until its original arrives, which may be never: it
+    is counted apart (`run_store.held_count`), not as the oldest pending, which would
+    otherwise stay old for good and hide a backlog that does not move. The outbox index is
+    read in receipt order, so the scan stops at the first pending event not held."""
     pending = select(func.coalesce(func.sum(event_counts.c.n), 0)).where(
         event_counts.c.status == "pending"
     )
@@ -289,33 +294,29 @@ def backlog_statements() -> tuple[Select[Any], Select[Any], Select[Any]]:
         .subquery()
     )
     undispatched = select(func.count()).select_from(waiting)
-    oldest = select(func.min(events.c.received_at)).where(events.c.status == "pending")
+    held = (
+        select(handler_runs.c.event_id)
+        .where(handler_runs.c.event_id == events.c.id, handler_runs.c.status == "held")
+        .exists()
+    )
+    oldest = (
+        select(events.c.received_at)
+        .where(events.c.status == "pending", ~held)
+        .order_by(events.c.received_at)
+        .limit(1)
+    )
     return pending, undispatched, oldest
 
 
-def processing_latency(conn: Connection, sample: int = 1000) -> dict[str, float]:
-    """Quantiles of seconds from receipt to processed, over the most recent processed events."""
-    seconds = sorted(
-        max((processed - received).total_seconds(), 0.0)
-        for received, processed in conn.execute(processing_latency_statement(sample))
-    )
-    if not seconds:
-        return {}
-    return {
-        label: seconds[min(len(seconds) - 1, int(q * len(seconds)))]
-        for label, q in (("0.5", 0.5), ("0.9", 0.9), ("0.99", 0.99))
-    }
+def last_received(conn: Connection) -> datetime | None:
+    """When the newest stored event arrived (None: none ever did)."""
+    found: datetime | None = conn.execute(last_received_statement()).scalar()
+    return found
 
 
-def processing_latency_statement(sample: int = 1000) -> Select[Any]:
-    """The query of `processing_latency`."""
-    return (
-        select(events.c.received_at, events.c.processed_at)
-        .where(events.c.status == "processed")
-        .where(events.c.processed_at.is_not(None))
-        .order_by(events.c.seq.desc())
-        .limit(sample)
-    )
+def last_received_statement() -> Select[Any]:
+    """The query of `last_received`: the end of the receipt-time index."""
+    return select(events.c.received_at).order_by(events.c.received_at.desc()).limit(1)
 
 
 def select_events(

@@ -116,6 +116,17 @@ def statuses_statement(event_ids: list[str]) -> Select[Any]:
     )
 
 
+def held_count(conn: Connection) -> int:
+    """Runs held: rollbacks waiting for their original redemption (a read of the status
+    index, as long as the held ones are few, as they are)."""
+    return int(conn.execute(held_count_statement()).scalar_one())
+
+
+def held_count_statement() -> Select[Any]:
+    """The query of `held_count`."""
+    return select(func.count()).select_from(handler_runs).where(handler_runs.c.status == "held")
+
+
 def for_event(conn: Connection, event_id: str) -> list[Any]:
     return list(
         conn.execute(

@@ -276,6 +276,16 @@ notifications = Table(
     Index("ix_notifications_status_channel_due_at", "status", "channel", "due_at"),
 )
 
+# Numbers a worker computes now and then over the whole books (`workers.books_check`), read
+# by a metrics scrape: one row each, `computed_at` NULL until the first computation.
+figures = Table(
+    "figures",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("computed_at", UtcDateTime(), nullable=True),
+)
+
 # One row per notification channel: its rate limit's budget, shared by every process that
 # sends (see `models.pacing`), and when a send task is already scheduled to take what waits.
 notification_budget = Table(

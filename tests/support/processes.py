@@ -20,7 +20,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def base_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOUCHERHOOK_", "REDIS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VOUCHERHOOK_", "REDIS_", "PROMETHEUS_"))
+    }
     env.update(
         DATABASE_URL=database_url,
         VOUCHERIFY_WEBHOOK_SECRET=SECRET,
@@ -115,13 +119,19 @@ def voucherhook(*args: str) -> list[str]:
 
 
 class Receiver(Process):
-    def __init__(self, env: dict[str, str], *extra: str, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *extra: str,
+        cwd: Path | None = None,
+        ready_within: float = 30,
+    ) -> None:
         self.port = free_port()
         super().__init__(voucherhook("serve", "--port", str(self.port), *extra), env, cwd)
         self.url = f"http://127.0.0.1:{self.port}"
         self.webhook_url = f"{self.url}/webhooks/voucherify"
         try:
-            wait_for(self._healthy, 30, what=f"receiver on port {self.port}")
+            wait_for(self._healthy, ready_within, what=f"receiver on port {self.port}")
         except BaseException:
             self.stop()
             raise
@@ -136,7 +146,16 @@ class Receiver(Process):
 
 
 class Worker(Process):
+    """`voucherhook worker`; its /metrics on a free port of its own (`metrics_url`), unless
+    `--metrics-port` is given, so that several run side by side."""
+
     def __init__(self, env: dict[str, str], *extra: str) -> None:
+        if "--metrics-port" in extra:
+            self.metrics_port = int(extra[extra.index("--metrics-port") + 1])
+        else:
+            self.metrics_port = free_port()
+            extra = (*extra, "--metrics-port", str(self.metrics_port))
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         super().__init__(voucherhook("worker", *extra), env)
 
 
@@ -159,8 +178,10 @@ class Fleet:
         self.workers: list[Worker] = []
         self._ended: list[Process] = []
 
-    def receiver(self, *extra: str, env: dict[str, str] | None = None) -> Receiver:
-        receiver = Receiver(env or self.env, "--no-worker", *extra)
+    def receiver(
+        self, *extra: str, env: dict[str, str] | None = None, ready_within: float = 30
+    ) -> Receiver:
+        receiver = Receiver(env or self.env, "--no-worker", *extra, ready_within=ready_within)
         self.receivers.append(receiver)
         return receiver
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.db import schema
 from models.db.engine import make_engine
+from workers import metric_files
 from workers.commands import CommandError, db_error
 from workers.console.address import console_url
 from workers.settings import Settings
@@ -48,6 +49,9 @@ def prepare_database(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Before anything imports prometheus_client: the web processes (and a worker beside them)
+    # count in files of this directory, which /metrics adds up.
+    metric_files.prepare()
     import uvicorn
 
     prepare_database(settings)
@@ -95,10 +99,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    metrics_dir = metric_files.prepare()  # before prometheus_client is imported
+    from workers.metrics_server import MetricsPortUnavailable
     from workers.worker import run
 
     prepare_database(settings)
-    run(settings, concurrency=args.concurrency, pool=args.pool)
+    try:
+        run(
+            settings,
+            concurrency=args.concurrency,
+            pool=args.pool,
+            host=args.host,
+            metrics_port=args.metrics_port,
+            metrics_dir=metrics_dir,
+        )
+    except MetricsPortUnavailable as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
@@ -120,7 +136,9 @@ class _WorkerChild:
     def _supervise(self) -> None:
         while not self._stopping.is_set():
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "worker"],
+                # Its processes count in this receiver's directory, which its /metrics reads:
+                # the worker serves none of its own.
+                [sys.executable, "-m", "workers.cli", "worker", "--metrics-port", "0"],
                 start_new_session=True,
                 preexec_fn=_exit_with_parent,
             )
