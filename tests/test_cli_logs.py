@@ -113,7 +113,14 @@ def test_serve_piped_logs_json_and_neither_a_banner_nor_a_line_per_task(
     assert " succeeded in " not in output and "] received" not in output
     assert "[tasks]" not in output and "[queues]" not in output
     assert all(
-        line.startswith(("voucherhook: admin token", "    curl -H", "worker: Warm shutdown"))
+        line.startswith(
+            (
+                "voucherhook: admin token",
+                "    curl -H",
+                "open the console:",
+                "worker: Warm shutdown",
+            )
+        )
         for line in plain
     ), plain
 
