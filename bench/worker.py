@@ -14,9 +14,10 @@ heartbeat):
    over a few loyalty cards), published the way the receiver does (one `process_events`
    message per 100 ids, `publisher(app, queue)`), then processed by
    `voucherhook worker --concurrency=C`. Notifications are on: NOTIFY_WEBHOOK_URL points to
-   an HTTP sink in this process, so every event also plans one webhook notification, which the
-   same worker then sends in `send_notifications` tasks of its own (`--no-notify` turns them
-   off); with `--email`, SMTP_URL points to an SMTP server in this process too, and each
+   an HTTP sink (`bench.sinks`, uvicorn in a process of its own), so every event also plans
+   one webhook notification, which the same worker then sends in `send_notifications` tasks of
+   its own (`--no-notify` turns them off); with `--email`, SMTP_URL points to an SMTP server
+   in that process too, and each
    redemption also emails its customer. The channels' rate limits are raised for the sinks
    (`--webhook-rate`, `--email-rate`, messages per second; the defaults of 1 and 10 would
    measure the limits), and the report says so.

@@ -47,3 +47,12 @@ def grant(
         return Grant(start, wanted, interval)
     fits = math.floor((horizon - ahead) / interval + 1e-9) + 1
     return Grant(start, min(wanted, fits), interval)
+
+
+def most(rate: float, horizon: float) -> float:
+    """The most slots one `grant` gives at `rate` within `horizon` (when the budget is free):
+    a sender claims no more than that, since it could not send them yet. Infinite when
+    unlimited."""
+    if math.isinf(rate) or math.isinf(horizon):
+        return math.inf
+    return math.floor(horizon * rate + 1e-9) + 1

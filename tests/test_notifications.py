@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from models.db import notification_store, schema
+from models.db import notification_budget, notification_store, schema
 from models.db.engine import make_engine
+from models.db.tables import notification_budget as budget_table
 from models.notifications import NOT_ONE_ADDRESS, WEBHOOK_RECIPIENT, Message
 from tests.support.processes import base_env, voucherhook
 from tests.support.processing import notifications, store
@@ -23,7 +24,7 @@ from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION
 from workers.handlers.base import Config
 from workers.notification_channels import EmailSender, SendError, WebhookSender, message_id
-from workers.notification_sending import deliver_all
+from workers.notification_sending import _claim, deliver_all
 from workers.processing import Processor, RetryPolicy
 from workers.templates import environment
 
@@ -255,3 +256,34 @@ def test_a_claim_takes_at_most_its_limit_on_a_table_postgresql_has_no_statistics
     assert [row.seq for row in first] == planned[:16]
     assert [row.seq for row in second] == planned[16:20]
     assert sorted(seq for seq, status in states.items() if status == "sending") == planned[:20]
+
+
+def test_a_claim_takes_only_the_slots_the_budget_has_and_puts_back_the_rest_as_it_was(
+    db: Engine,
+) -> None:
+    """Another process has spent the budget to 0.2 s ahead: at 4 a second, one slot is left
+    within the quarter of a second a sender may wait, of the two a free budget gives. The
+    delivery claimed beyond it is back to `pending`, its attempt not counted, in the same
+    transaction; the others were never touched."""
+    event_id = store(db, REDEMPTION, recorded.redemption("r_claim_budget"))
+    messages = [
+        (event_id, Message("webhook", WEBHOOK_RECIPIENT, "s", "b", f"r_budget_{n}"))
+        for n in range(5)
+    ]
+    with db.begin() as conn:
+        planned = notification_store.plan(conn, messages, datetime.now(UTC))
+        notification_budget.lock(conn, "webhook")
+        ahead = datetime.now(UTC) + timedelta(seconds=0.2)
+        notification_budget.spend(conn, "webhook", ahead)
+    with db.begin() as conn:
+        claim = _claim(conn, "webhook", 4.0, 32, None)
+    with db.connect() as conn:
+        rows = {row.seq: row for row in notification_store.for_event(conn, event_id)}
+        next_at = conn.scalar(select(budget_table.c.next_at))
+
+    assert [row.seq for row in claim.rows] == planned[:1]
+    assert claim.slots == [ahead]
+    assert claim.more
+    assert [rows[seq].status for seq in planned] == ["sending"] + ["pending"] * 4
+    assert [rows[seq].attempts for seq in planned] == [1, 0, 0, 0, 0]
+    assert next_at == ahead + timedelta(seconds=0.25)

@@ -245,21 +245,23 @@ def _claim(
     sending on the channel locks, is held for one statement and the commit only; those taken
     beyond the slots the budget gives go back as they were, in the same transaction."""
     now = _now()
-    rows = notification_store.claim_due(
-        conn, channel, wanted, due_by=None if ids is not None else now, ids=ids
+    # No more than a free budget could give: at the default limits, one or three.
+    limit = int(min(wanted, pacing.most(rate, HORIZON)))
+    taken = notification_store.claim_due(
+        conn, channel, limit, due_by=None if ids is not None else now, ids=ids
     )
     if not math.isfinite(rate):
         grant = pacing.grant(None, now, rate, wanted, HORIZON)
-        return _Claim(rows, [None] * len(rows), grant, now, len(rows) == wanted)
+        return _Claim(taken, [None] * len(taken), grant, now, len(taken) == limit)
     budget = notification_budget.lock(conn, channel)
-    grant = pacing.grant(budget, now, rate, wanted, HORIZON)
-    rows, beyond = rows[: grant.count], rows[grant.count :]
+    grant = pacing.grant(budget, now, rate, limit, HORIZON)
+    rows, beyond = taken[: grant.count], taken[grant.count :]
     notification_store.put_back(conn, [row.seq for row in beyond])
     if rows:
         notification_budget.spend(conn, channel, grant.next_at(len(rows)))
     slots: list[datetime | None] = [grant.slot(index) for index in range(len(rows))]
-    # As many taken as wanted, or as the budget allowed: more may be due.
-    more = bool(rows) and (len(rows) == wanted or bool(beyond))
+    # As many taken as could be, or as the budget allowed: more may be due.
+    more = bool(rows) and (len(taken) == limit or bool(beyond))
     return _Claim(rows, slots, grant, now, more)
 
 

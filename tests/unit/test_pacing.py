@@ -3,6 +3,7 @@ budget ends, never further than the horizon a sender may wait."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,3 +47,18 @@ def test_the_horizon_bounds_how_many_slots_one_grant_gives() -> None:
     assert pacing.grant(None, NOW, 100.0, 1000, 0.25).count == 26
     assert pacing.grant(None, NOW, 100.0, 1000, float("inf")).count == 1000
     assert pacing.grant(None, NOW, float("inf"), 7, 0.25).count == 7
+
+
+@pytest.mark.parametrize(("rate", "horizon"), [(1.0, 0.25), (10.0, 0.25), (4.0, 0.5), (0.5, 3.0)])
+def test_a_grant_never_gives_more_than_most_and_a_free_budget_gives_that_many(
+    rate: float, horizon: float
+) -> None:
+    limit = pacing.most(rate, horizon)
+    assert pacing.grant(None, NOW, rate, 1000, horizon).count == limit
+    for ahead in (0.0, 0.01, horizon / 2, horizon):
+        start = NOW + timedelta(seconds=ahead)
+        assert pacing.grant(start, NOW, rate, 1000, horizon).count <= limit
+
+
+def test_most_is_unbounded_without_a_limit() -> None:
+    assert pacing.most(math.inf, 0.25) == math.inf
