@@ -4,8 +4,10 @@ whose /metrics counts the work of the worker it runs beside the receiver."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +27,11 @@ from tests.support.processes import (
 )
 from tests.support.services import free_port, wait_for
 from tests.support.workload import signed
-from workers import sample_events
+from workers import metric_files, sample_events
 from workers.metrics_server import CONNECTIONS
+
+PARENT = metric_files.parent_dir()
+"""Where the commands started by these tests keep their metrics' directories."""
 
 
 def answers(url: str, **headers: str) -> httpx.Response | None:
@@ -140,5 +145,24 @@ def test_the_embedded_serve_counts_the_work_of_its_worker(tmp_path: Path) -> Non
         text = httpx.get(f"{receiver.url}/metrics", headers=ADMIN).text
         assert 'voucherhook_handler_runs_total{handler="ledger",outcome="done"} 1.0' in text
         assert 'voucherhook_deliveries_total{outcome="accepted"} 1.0' in text
+        # One directory, named after serve's process: the receiver's file and its worker's.
+        files = {path.name.split("_")[0] for path in (PARENT / str(receiver.pid)).iterdir()}
+        assert files == {"counter", "histogram"}
+        assert len(list((PARENT / str(receiver.pid)).iterdir())) >= 4
+        assert str(receiver.pid) not in {p.name for p in metric_files.remove_dead(PARENT)}
     finally:
         receiver.stop()
+    # Gone when serve exits, or removed by the next command when a signal ended it.
+    metric_files.remove_dead(PARENT)
+    assert not (PARENT / str(receiver.pid)).exists()
+
+
+def test_the_directories_of_commands_that_no_longer_run_are_removed(tmp_path: Path) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (tmp_path / str(ended.pid)).mkdir()
+    (tmp_path / str(ended.pid) / "counter_1.db").write_bytes(b"\0" * 16)
+    (tmp_path / str(os.getppid())).mkdir()
+    (tmp_path / "notes").mkdir()
+    assert metric_files.remove_dead(tmp_path) == [tmp_path / str(ended.pid)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([str(os.getppid()), "notes"])
