@@ -35,6 +35,7 @@ depends_on = None
 
 POINTS = "POINTS"
 PAYMENTS = "loyalty:payments"
+_TIME = sa.DateTime(timezone=True)
 CARD_EVENTS = ("redemption.succeeded", "customer.reward_redemptions.completed")
 
 
@@ -253,13 +254,15 @@ def _refill_cards(conn: sa.Connection) -> None:
                 "type",
                 "change",
                 "balance_after",
-                "at",
-                "envelope_at",
                 "rank",
                 "customer_id",
                 "event_id",
             )
         ),
+        # Typed, so that SQLite keeps them as the tables' type writes them (what a rebuild
+        # compares against), not as the driver would.
+        sa.column("at", _TIME),
+        sa.column("envelope_at", _TIME),
     )
     if kept:
         conn.execute(
@@ -288,7 +291,7 @@ def _refill_cards(conn: sa.Connection) -> None:
                 "UPDATE loyalty_cards SET customer_id = :customer, balance = :balance, "
                 "as_of = :as_of, balance_source = :source, points_spent = :spent, "
                 "events = :events, flags = :flags, updated_at = :now WHERE card_id = :card"
-            ),
+            ).bindparams(sa.bindparam("as_of", type_=_TIME), sa.bindparam("now", type_=_TIME)),
             {
                 "customer": state.customer_id,
                 "balance": state.balance,
