@@ -117,7 +117,7 @@ def test_serve_piped_logs_json_and_neither_a_banner_nor_a_line_per_task(
             (
                 "voucherhook: admin token",
                 "    curl -H",
-                "open the console:",
+                "    open the console:",
                 "worker: Warm shutdown",
             )
         )
