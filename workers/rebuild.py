@@ -40,8 +40,10 @@ from workers.rebuild_later import fold_later
 from workers.rebuild_ledger import Asks, Unknown
 from workers.rebuild_shard import FOLDED, Folded, Forwarded, Shard, fold_shard, place
 
-SPAN = 4096
-"""Sequences of the log per range: what a process folds at a time."""
+SPAN = 1024
+"""Sequences of the log per range: what a process folds at a time. Their bodies are what a
+range weighs (about 5 MB for payloads of Voucherify's usual size), and a few ranges are in
+memory at once: read ahead, being folded, folded by other processes and waiting."""
 PARALLEL_FROM = 20_000
 """From how many sequences on the ranges are folded by other processes (below, starting them
 costs more than it saves)."""
@@ -117,7 +119,7 @@ def _shards(
 ) -> Iterator[Shard]:
     """The ranges folded, in order: here, or by `processes` processes, a few ranges ahead."""
     if processes <= 1:
-        with engine.connect() as log, ReadAhead(_read(log, ranges)) as pages:
+        with engine.connect() as log, ReadAhead(_read(log, ranges), depth=1) as pages:
             for events in pages:
                 yield fold_shard(events, config, now)
         return

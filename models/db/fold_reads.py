@@ -110,6 +110,11 @@ def bookings_about(
     return bookings, entries
 
 
+LATER_BATCH = 128
+"""Rollbacks read back at a time: each is folded with its parsed body (tens of KB), so their
+number, not the log's length, sets the memory of that last phase."""
+
+
 def later(conn: Connection) -> Iterator[list[tuple[int, str, str, str, int | None]]]:
     """The rollbacks left for the end, an original's together in the order of the fold: (place,
     event id, handler, original, the place of the original's first note or None)."""
@@ -118,4 +123,4 @@ def later(conn: Connection) -> Iterator[list[tuple[int, str, str, str, int | Non
     stmt = select(r.c.ord, r.c.event_id, r.c.handler, r.c.original, noted).order_by(
         r.c.original, r.c.ord
     )
-    yield from bulk.stream(conn, stmt)
+    yield from bulk.stream(conn, stmt, LATER_BATCH)
