@@ -21,6 +21,11 @@ MINOR_UNITS: dict[str, int] = {
 }  # fmt: skip
 
 
+def minor_per_unit(currency: str) -> int:
+    """Minor units in one unit of the currency: 100 for USD, 1 for JPY, 1000 for KWD."""
+    return int(10 ** MINOR_UNITS.get(currency.upper(), 2))
+
+
 def money(minor: int, currency: str) -> str:
     """`7000, "USD"` → `70.00 USD`; `-150, "JPY"` → `-150 JPY`; thousands grouped by commas."""
     places = MINOR_UNITS.get(currency.upper(), 2)

@@ -1,4 +1,4 @@
-"""What the operator console shows, as pure rules: amounts as money or points, ages, bodies
+"""What the operator console shows, as pure rules: ages, bodies
 pretty-printed, the events filter read from a query string, and the activity charts' series.
 
 Pure: the console's pages (`workers/console/`) read the database through
@@ -14,23 +14,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from models.charts import Series
-from models.journal import POINTS
-from models.notifications import money
 from models.statuses import EVENT_STATUSES
 
 SEARCH_MAX = 200
 """Longest search term: an order id, a customer id or a voucher code is far shorter."""
-
-
-def amount(asset: str, value: int) -> str:
-    """An integer amount of a ledger asset: `70.00 USD` from minor units, `1,250 points`."""
-    if asset == POINTS:
-        return points(value)
-    return money(value, asset)
-
-
-def points(value: int) -> str:
-    return f"{value:,} point{'' if abs(value) == 1 else 's'}"
 
 
 def age(seconds: float) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from jinja2 import Environment
 
+from models.amounts import money
 from models.loyalty import movement_key
 from models.voucherify import (
     CardTransactionEvent,
@@ -49,28 +50,6 @@ NOT_ONE_ADDRESS = (
     f"no email: the customer's email {NOT_ONE_PLAIN_ADDRESS}; correct it in Voucherify"
 )
 
-# ISO 4217 currencies without minor units; every other is shown with two decimals.
-ZERO_DECIMAL = frozenset(
-    {
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "ISK",
-        "JPY",
-        "KMF",
-        "KRW",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    }
-)
-
 
 @dataclass(frozen=True)
 class Message:
@@ -80,14 +59,6 @@ class Message:
     body: str
     source_id: str
     """The Voucherify object it is about: one message per object, channel and recipient."""
-
-
-def money(minor: int, currency: str) -> str:
-    if currency in ZERO_DECIMAL:
-        return f"{minor:,} {currency}"
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 100)
-    return f"{sign}{units:,}.{cents:02d} {currency}"
 
 
 NOTICES = {

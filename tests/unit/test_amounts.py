@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.amounts import money, of_asset, points
+from models.amounts import minor_per_unit, money, of_asset, points
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,13 @@ def test_points_are_counted_as_points() -> None:
 def test_a_ledger_balance_is_shown_in_its_asset() -> None:
     assert of_asset(-7000, "USD") == "-70.00 USD"
     assert of_asset(40, "POINTS") == "40 points"
+    assert of_asset(7000, "USD") == "70.00 USD"
+    assert of_asset(-5, "USD") == "-0.05 USD"
+    assert of_asset(123456789, "EUR") == "1,234,567.89 EUR"
+    assert of_asset(1500, "JPY") == "1,500 JPY"  # no minor units
+    assert of_asset(1250, "POINTS") == "1,250 points"
+    assert of_asset(-1, "POINTS") == "-1 point"
+
+
+def test_a_currency_s_minor_units_per_unit() -> None:
+    assert [minor_per_unit(c) for c in ("USD", "jpy", "KWD", "CLF")] == [100, 1, 1000, 10000]

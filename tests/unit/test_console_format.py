@@ -15,21 +15,11 @@ from models.console import (
     Window,
     activity_series,
     age,
-    amount,
     pretty_body,
     read_cursor,
     read_filter,
     window_labels,
 )
-
-
-def test_amounts_are_money_from_minor_units_or_points() -> None:
-    assert amount("USD", 7000) == "70.00 USD"
-    assert amount("USD", -5) == "-0.05 USD"
-    assert amount("EUR", 123456789) == "1,234,567.89 EUR"
-    assert amount("JPY", 1500) == "1,500 JPY"  # no minor units
-    assert amount("POINTS", 1250) == "1,250 points"
-    assert amount("POINTS", -1) == "-1 point"
 
 
 def test_ages_read_as_a_person_says_them() -> None:

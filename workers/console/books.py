@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from models.amounts import minor_per_unit
 from models.cards import chain, report
 from models.charts import Series, line_chart
 from models.console import FilterError, read_cursor
 from models.db import card_store, console_books, ledger_store
-from models.notifications import ZERO_DECIMAL
 from receiver.admin import Cached
 from workers.console.auth import Access
 from workers.console.web import error, in_thread, page, render
@@ -135,7 +135,7 @@ def _chart(kind: str, ordered: list[Any], currency: str) -> str:
     start: datetime = ordered[0].at
     end: datetime = ordered[-1].at
     span = max((end - start).total_seconds(), 1.0)
-    minor = 1 if kind == "loyalty" or currency in ZERO_DECIMAL else 100
+    minor = 1 if kind == "loyalty" else minor_per_unit(currency)
     values = [((m.at - start).total_seconds(), m.after / minor) for m in ordered]
     unit = "points" if kind == "loyalty" else currency
     labels = [(0.0, start.strftime("%Y-%m-%d")), (span, end.strftime("%Y-%m-%d"))]

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.console import age, amount, points
-from models.notifications import money
+from models.amounts import money, of_asset, points
+from models.console import age
 from workers.console.auth import FORM_BODY_BYTES, Access, Auth, BodyTooLarge, read_form
 
 HERE = Path(__file__).parent
@@ -24,7 +24,7 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.globals.update(amount=amount, points=points, money=money, age=age)
+TEMPLATES.globals.update(of_asset=of_asset, points=points, money=money, age=age)
 
 HEADERS = [
     (
