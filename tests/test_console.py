@@ -21,6 +21,7 @@ from models.console import EventFilter, activity_series
 from models.db import console_queries, notification_store
 from models.db.tables import events, notifications
 from models.notifications import Message
+from tests.support.console import PAGES
 from tests.support.processes import ADMIN, ADMIN_TOKEN
 from tests.support.processing import CONFIG, make_processor, store
 from tests.support.sinks import HttpSink
@@ -32,17 +33,6 @@ from workers.processing import Processor, RetryPolicy
 from workers.settings import Settings
 
 LOOPBACK = "http://127.0.0.1"
-PAGES = [
-    "/console/",
-    "/console/events",
-    "/console/event?id=x",
-    "/console/replay?status=failed",
-    "/console/ledger",
-    "/console/ledger/account?name=sales",
-    "/console/cards",
-    "/console/card?id=v_1",
-    "/console/notifications",
-]
 ACTIONS = [
     "/console/replay",
     "/console/notifications/release",

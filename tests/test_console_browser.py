@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from models.db.engine import make_engine
 from models.db.tables import events, notifications
 from receiver.signature import HEADER, sign
+from tests.support.console import PAGES
 from tests.support.payloads import REPO, dumps
 from tests.support.processes import SECRET, SINK_RATES, Receiver, base_env
 from tests.support.services import wait_for
@@ -33,17 +34,6 @@ from workers.templates import BUILT_IN
 ARTIFACTS = REPO / "artifacts" / "console"
 BROKEN = "Redemption {{ redemption_id }}: discount {{ savings }}.\n"  # `saved`, misspelt
 CARD = "v_browser_card"
-PAGES = [
-    "/console/",
-    "/console/events",
-    "/console/event?id=x",
-    "/console/replay?status=failed",
-    "/console/ledger",
-    "/console/ledger/account?name=sales",
-    "/console/cards",
-    "/console/card?id=v_1",
-    "/console/notifications",
-]
 
 
 def chromium() -> str:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 from models.console import EventFilter, Window
+from models.db.eventlog import LISTED_COLUMNS
 from models.db.tables import (
     event_counts,
     events,
@@ -43,16 +44,6 @@ were sent (shown as "10,000+")."""
 SEARCH_SCAN = 20_000
 """Events whose bodies one search request reads at most: a search of a term found nowhere
 costs a bounded read, and the page offers to search the next stretch."""
-
-EVENT_COLUMNS = (
-    events.c.seq,
-    events.c.id,
-    events.c.type,
-    events.c.status,
-    events.c.received_at,
-    events.c.attempts,
-    events.c.error,
-)
 
 
 def activity(conn: Connection, window: Window) -> list[tuple[int, str, int]]:
@@ -201,18 +192,20 @@ def events_statement(
     forward = after is not None and before is None
     order = events.c.seq.asc() if forward else events.c.seq.desc()
     if not chosen.q:
-        return _filtered(select(*EVENT_COLUMNS), chosen, before, after).order_by(order).limit(limit)
+        return (
+            _filtered(select(*LISTED_COLUMNS), chosen, before, after).order_by(order).limit(limit)
+        )
     # The stretch is a subquery with a LIMIT, which PostgreSQL never merges into the query
     # around it: the body test runs on those `scan` rows only, whatever the plan.
     stretch = (
-        _filtered(select(*EVENT_COLUMNS, events.c.body), chosen, before, after)
+        _filtered(select(*LISTED_COLUMNS, events.c.body), chosen, before, after)
         .order_by(order)
         .limit(scan)
         .subquery("stretch")
     )
     seq = stretch.c.seq
     return (
-        select(*(stretch.c[column.name] for column in EVENT_COLUMNS))
+        select(*(stretch.c[column.name] for column in LISTED_COLUMNS))
         .where(or_(stretch.c.id == chosen.q, _body_holds(stretch, chosen.q.encode(), dialect)))
         .order_by(seq.asc() if forward else seq.desc())
         .limit(limit)

@@ -343,6 +343,18 @@ def select_events(
     return list(conn.execute(stmt))
 
 
+LISTED_COLUMNS = (
+    events.c.seq,
+    events.c.id,
+    events.c.type,
+    events.c.status,
+    events.c.received_at,
+    events.c.attempts,
+    events.c.error,
+)
+"""An event as lists show it (`events list`, the console's events page): all but its body."""
+
+
 def select_events_statement(
     *,
     ids: Sequence[str] = (),
@@ -354,15 +366,7 @@ def select_events_statement(
     newest_first: bool = False,
 ) -> Select[Any]:
     """The query of `select_events`."""
-    stmt = select(
-        events.c.seq,
-        events.c.id,
-        events.c.type,
-        events.c.status,
-        events.c.received_at,
-        events.c.attempts,
-        events.c.error,
-    )
+    stmt = select(*LISTED_COLUMNS)
     if ids:
         stmt = stmt.where(events.c.id.in_(list(ids)))
     if event_type:

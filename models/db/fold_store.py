@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     FromClause,
     Index,
@@ -242,25 +243,9 @@ def index_bookings(conn: Connection) -> None:
 def settle(conn: Connection) -> Transaction | None:
     """Keep the first booking of each key and the first note of each redemption; answer the
     first booking (in the fold) of a key already booked with other postings, if any."""
-    t, n = FOLD_TRANSACTIONS, FOLD_NOTES
-    settled = [c.name for c in SETTLED_TRANSACTIONS.columns]
-    conn.execute(
-        insert(conn, SETTLED_TRANSACTIONS).from_select(
-            settled,
-            select(*(t.c[name] for name in settled)).where(
-                t.c.ord.in_(select(func.min(t.c.ord)).group_by(t.c.key))
-            ),
-        )
-    )
-    noted = [c.name for c in SETTLED_REDEMPTIONS.columns]
-    conn.execute(
-        insert(conn, SETTLED_REDEMPTIONS).from_select(
-            noted,
-            select(*(n.c[name] for name in noted)).where(
-                n.c.ord.in_(select(func.min(n.c.ord)).group_by(n.c.redemption_id))
-            ),
-        )
-    )
+    t = FOLD_TRANSACTIONS
+    _keep_first(conn, SETTLED_TRANSACTIONS, t, t.c.key)
+    _keep_first(conn, SETTLED_REDEMPTIONS, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
     s = SETTLED_TRANSACTIONS
     conflict = conn.execute(
         select(t.c.ord, t.c.key, t.c.memo)
@@ -277,6 +262,17 @@ def settle(conn: Connection) -> Transaction | None:
     )
     return Transaction(
         conflict.key, tuple(Posting(a, s_, int(x)) for a, s_, x in postings), conflict.memo
+    )
+
+
+def _keep_first(conn: Connection, into: Table, rows: Table, group: ColumnElement[Any]) -> None:
+    """Into `into` (its columns), the first row (in the fold) of `rows` of each `group`."""
+    columns = [c.name for c in into.columns]
+    first = select(func.min(rows.c.ord)).group_by(group)
+    conn.execute(
+        insert(conn, into).from_select(
+            columns, select(*(rows.c[name] for name in columns)).where(rows.c.ord.in_(first))
+        )
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -96,17 +97,23 @@ def _listing(
     return counts, rows
 
 
+def _unless(conn: Connection, seq: int, status: str) -> str | None:
+    """None when delivery `seq` is in `status`, else what it is instead."""
+    found = notification_store.statuses(conn, [seq]).get(seq)
+    if found == status:
+        return None
+    return f"delivery {seq} " + ("does not exist" if found is None else f"is {found}")
+
+
 def _release(console: Console, seq: int) -> str | None:
     """As `voucherhook notifications release`: only a delivery left `sending`; None when
     released, else why not."""
     with console.engine.begin() as conn:
-        found = notification_store.statuses(conn, [seq]).get(seq)
-        if found != "sending":
+        wrong = _unless(conn, seq, "sending")
+        if wrong:
             return (
-                f"released nothing: delivery {seq} "
-                + ("does not exist" if found is None else f"is {found}")
-                + "; only a delivery left `sending` by a worker that died mid-send can be "
-                "released"
+                f"released nothing: {wrong}; only a delivery left `sending` by a worker that "
+                "died mid-send can be released"
             )
         notification_store.release(conn, [seq], RELEASED)
     return None
@@ -118,13 +125,11 @@ def _resend(console: Console, seq: int) -> str:
     runtime = console.runtime
     with console.acting:
         with console.engine.begin() as conn:
-            found = notification_store.statuses(conn, [seq]).get(seq)
-            if found != "failed":
+            wrong = _unless(conn, seq, "failed")
+            if wrong:
                 return (
-                    f"refused: delivery {seq} "
-                    + ("does not exist" if found is None else f"is {found}")
-                    + "; only a failed delivery is sent again (a `sending` one is released "
-                    "first, once you know it did not arrive; a sent one never is)"
+                    f"refused: {wrong}; only a failed delivery is sent again (a `sending` one "
+                    "is released first, once you know it did not arrive; a sent one never is)"
                 )
             if not notification_store.retry_deliveries(conn, [seq], datetime.now(UTC)):
                 return f"refused: delivery {seq} was redacted: it has nothing left to send"
