@@ -21,9 +21,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models.db import notification_store
-from models.db.eventlog import NewEvent, insert_new
+from models.db.eventlog import insert_new
 from models.db.tables import events, handler_runs, notifications
-from models.identity import identify
 from models.journal import Transaction
 from models.journal import balances as fold_balances
 from models.ledger import (
@@ -49,7 +48,7 @@ from tests.support.payloads import (
     reward_redemption,
 )
 from tests.support.processes import SECRET, Receiver, Worker, base_env, voucherhook, worker_env
-from tests.support.processing import balances, cards, nonzero
+from tests.support.processing import balances, cards, nonzero, received
 from tests.support.services import free_port, wait_for
 from tests.support.sinks import HttpSink, SmtpSink
 from tests.unit import recorded
@@ -102,22 +101,7 @@ def store_all(engine: Engine, items: list[tuple[str, Json]]) -> list[str]:
     start = datetime.now(UTC)
     rows = []
     for n, (event_type, payload) in enumerate(items):
-        body = dumps(payload)
-        found = identify(body, event_type)
-        assert found.status == "pending", found
-        rows.append(
-            NewEvent(
-                id=found.event_id,
-                type=found.event_type,
-                status="pending",
-                received_at=start + timedelta(microseconds=n),
-                body=body,
-                headers={},
-                remote_addr=None,
-                delivery_id=found.delivery_id,
-                error=None,
-            )
-        )
+        rows.append(received(dumps(payload), event_type, start + timedelta(microseconds=n)))
     for first in range(0, len(rows), 1000):
         with engine.begin() as conn:
             insert_new(conn, rows[first : first + 1000])

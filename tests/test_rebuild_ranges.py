@@ -30,6 +30,7 @@ from models.routing import handlers_for
 from models.voucherify import load_json, parse_payload
 from tests.conftest import EventLog
 from tests.support.card_histories import deliveries
+from tests.support.processing import received
 from tests.test_card_histories import histories
 from tests.test_operations import QUIET, event_log
 from tests.test_rebuild import Contents, contents
@@ -55,26 +56,13 @@ def store_done(engine: Engine, items: Sequence[tuple[str, Json]]) -> None:
     start, now = datetime(2025, 1, 1, tzinfo=UTC), datetime.now(UTC)
     new, runs = [], []
     for n, (event_type, body) in enumerate(items):
-        raw = json.dumps(body).encode()
-        found = identify(raw, event_type)
-        assert found.status == "pending", found
-        new.append(
-            eventlog.NewEvent(
-                id=found.event_id,
-                type=found.event_type,
-                status="processed",
-                received_at=start + timedelta(microseconds=n),
-                body=raw,
-                headers={},
-                remote_addr=None,
-                delivery_id=found.delivery_id,
-                error=None,
-            )
-        )
-        for handler in handlers_for(found.event_type):
+        at = start + timedelta(microseconds=n)
+        found = received(json.dumps(body).encode(), event_type, at, "processed")
+        new.append(found)
+        for handler in handlers_for(found.type):
             runs.append(
                 {
-                    "event_id": found.event_id,
+                    "event_id": found.id,
                     "handler": handler,
                     "status": "done",
                     "updated_at": now,

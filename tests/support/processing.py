@@ -16,6 +16,7 @@ from models.db.eventlog import NewEvent, insert_new
 from models.db.tables import ledger_transactions
 from models.identity import identify
 from models.loyalty import CardState
+from models.statuses import EventStatus
 from tests.conftest import EventLog
 from tests.support import stores
 from workers.handlers import BY_NAME, loyalty
@@ -53,23 +54,30 @@ def store(engine: Engine, event_type: str, payload: Mapping[str, Any]) -> str:
     """Store a delivery as the receiver does (identity from `identify`, status pending); its id.
 
     Storing the same identity again is a no-op, as for a duplicate delivery."""
-    body = json.dumps(payload).encode()
+    event = received(json.dumps(payload).encode(), event_type, datetime.now(UTC))
+    with engine.begin() as conn:
+        insert_new(conn, [event])
+    return event.id
+
+
+def received(
+    body: bytes, event_type: str, at: datetime, status: EventStatus = "pending"
+) -> NewEvent:
+    """The row the receiver stores for this body posted to `event_type`'s URL at `at` (with
+    its identity from `identify`), in `status`."""
     identified = identify(body, event_type)
     assert identified.status == "pending", identified
-    event = NewEvent(
+    return NewEvent(
         id=identified.event_id,
         type=identified.event_type,
-        status="pending",
-        received_at=datetime.now(UTC),
+        status=status,
+        received_at=at,
         body=body,
         headers={},
         remote_addr=None,
         delivery_id=identified.delivery_id,
         error=None,
     )
-    with engine.begin() as conn:
-        insert_new(conn, [event])
-    return identified.event_id
 
 
 def balances(engine: Engine) -> Balances:
