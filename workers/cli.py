@@ -154,6 +154,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(command="replay:cmd_replay")
 
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="store and book what Voucherify's API recorded and the webhooks missed",
+        description="List the redemptions, rollbacks and card transactions Voucherify recorded "
+        "from --since to --until and compare them with what is stored: each is already here, "
+        "missing (stored as the event its webhook would have been, then processed) or "
+        "differing (reported with both sides, never overwritten). Needs VOUCHERIFY_APP_ID and "
+        "VOUCHERIFY_APP_TOKEN.",
+    )
+    reconcile.add_argument(
+        "--since",
+        type=timestamp,
+        help=f"from ({WHEN}; default: where the last run stopped)",
+    )
+    reconcile.add_argument("--until", type=timestamp, help=f"up to (default: now; {WHEN})")
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="compare and report only: store nothing"
+    )
+    reconcile.add_argument("--json", action="store_true", help="JSON for scripts")
+    reconcile.set_defaults(command="reconcile:cmd_reconcile")
+
     rebuild = sub.add_parser("rebuild", help="fold the event log again into ledger and cards")
     rebuild.add_argument("--json", action="store_true", help="JSON for scripts")
     rebuild.add_argument(

@@ -70,10 +70,28 @@ class Settings(BaseSettings):
     # by the command itself when unset: see workers.metric_files).
     metrics_dir: str | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
     # auto: readable lines on a terminal, JSON (one object per line) otherwise.
+    # Voucherify's API, read by `voucherhook reconcile`; off while the credentials are unset.
+    voucherify_api_url: str = Field("https://api.voucherify.io", alias="VOUCHERIFY_API_URL")
+    voucherify_app_id: str | None = Field(None, alias="VOUCHERIFY_APP_ID")
+    voucherify_app_token: SecretStr | None = Field(None, alias="VOUCHERIFY_APP_TOKEN")
+    # Requests one reconciliation may make (Voucherify's plans allow 100 to 2,000 a minute).
+    reconcile_max_requests: int = Field(2000, alias="VOUCHERHOOK_RECONCILE_MAX_REQUESTS", ge=1)
+    # Gift and loyalty campaigns (ids or names) whose transactions are always reconciled;
+    # those of the cards a run's redemptions used are added.
+    reconcile_campaigns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="VOUCHERHOOK_RECONCILE_CAMPAIGNS"
+    )
     log_format: Literal["auto", "console", "json"] = Field("auto", alias="VOUCHERHOOK_LOG_FORMAT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", alias="VOUCHERHOOK_LOG_LEVEL"
     )
+
+    @field_validator("reconcile_campaigns", mode="before")
+    @classmethod
+    def _split_campaigns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

@@ -297,3 +297,30 @@ notification_budget = Table(
     # When a send task is scheduled to run for the channel; NULL or past: none is.
     Column("wake_at", UtcDateTime(), nullable=True),
 )
+
+# Reconciliation with Voucherify's API (`voucherhook reconcile`): where each API list was read
+# up to (its high-water mark: a time for redemptions, a transaction id for a campaign's
+# transactions), so that a scheduled run resumes where the last one stopped.
+reconcile_marks = Table(
+    "reconcile_marks",
+    metadata,
+    Column("source", String(255), primary_key=True),
+    Column("mark", String(255), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# One row per reconciliation run: what it found, for the console and the metrics.
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("until", UtcDateTime(), nullable=False),
+    Column("here", Integer, nullable=False, server_default=text("0")),
+    Column("missing", Integer, nullable=False, server_default=text("0")),
+    Column("differing", Integer, nullable=False, server_default=text("0")),
+    Column("requests", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=True),
+)
