@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -242,3 +243,17 @@ def test_retries_count_toward_the_budget(api: FakeVoucherify) -> None:
 def test_a_url_that_is_not_http_is_refused_at_once() -> None:
     with pytest.raises(ApiError, match=r"VOUCHERIFY_API_URL 'api\.voucherify\.io' is not an http"):
         VoucherifyApi("api.voucherify.io", "id", "token")
+
+
+def test_the_fake_refuses_what_the_api_refuses(api: FakeVoucherify) -> None:
+    keys = {"X-App-Id": api.app_id, "X-App-Token": api.app_token}
+    with httpx.Client(base_url=api.url, headers=keys) as http:
+        for params in ({"page": 100}, {"limit": 101}, {"limit": 0}, {"order": "date"}):
+            answer = http.get("/v1/redemptions", params=params)
+            assert answer.status_code == 400, params
+            assert answer.json()["request_id"].startswith("v-")
+        listed = http.get("/v1/redemptions").json()
+        empty = {"object": "list", "data_ref": "redemptions", "redemptions": [], "total": 0}
+        assert listed == empty
+        nobody = httpx.get(f"{api.url}/v1/redemptions").json()
+        assert (nobody["code"], nobody["key"]) == (401, "unauthorized")
