@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from tests.support.fake_voucherify import (
     EPOCH,
     FakeVoucherify,
+    Request,
     redemption,
     rollback,
     spread,
@@ -257,3 +258,36 @@ def test_the_fake_refuses_what_the_api_refuses(api: FakeVoucherify) -> None:
         assert listed == empty
         nobody = httpx.get(f"{api.url}/v1/redemptions").json()
         assert (nobody["code"], nobody["key"]) == (401, "unauthorized")
+
+
+def test_a_full_page_at_the_total_ends_the_window_without_an_empty_page(
+    api: FakeVoucherify,
+) -> None:
+    api.redemptions = [redemption(at) for at in spread(EPOCH, 200)]
+    with client(api) as voucherify:
+        assert len(list(voucherify.redemptions(EPOCH, EPOCH + DAY))) == 200
+        assert voucherify.requests == 2
+
+
+def test_a_window_that_grows_past_its_last_page_goes_on_from_the_last_time_seen(
+    api: FakeVoucherify,
+) -> None:
+    api.redemptions = [redemption(at) for at in spread(EPOCH, 150)]
+    later = [redemption(at) for at in spread(EPOCH + timedelta(hours=1), 100)]
+
+    def grow(request: Request) -> None:
+        if len(api.requests) == 1:
+            api.redemptions.extend(later)
+
+    api.after_answer = grow
+    with client(api) as voucherify:
+        # A cap of 200 allows two pages: the third hundred is asked for as a new window.
+        listed = list(voucherify.redemptions(EPOCH, EPOCH + DAY, cap=200))
+    assert [item["id"] for item in listed] == [item["id"] for item in api.redemptions]
+    queries = [request.query for request in api.requests_to("/v1/redemptions")]
+    assert [q["page"] for q in queries] == ["1", "2", "1"]
+    assert (
+        queries[2]["created_at[after]"]
+        < "2024-05-01T01:00:49.000Z"
+        < queries[2]["created_at[before]"]
+    )

@@ -178,14 +178,8 @@ class VoucherifyApi:
         while pending:
             start, end, seen_before = pending.popleft()
             first = self._redemptions_page(start, end, 1)
-            total = first.get("total")
-            if not isinstance(total, int):
-                raise ApiError(
-                    "GET /v1/redemptions answered without a numeric total: check that "
-                    f"VOUCHERIFY_API_URL ({self.url}) is Voucherify's API"
-                )
             if seen_before is None:
-                windows = split(start, end, total, cap)
+                windows = split(start, end, self._total(first), cap)
                 if len(windows) > 1:
                     pending.extendleft((a, b, None) for a, b in reversed(windows))
                     continue
@@ -200,7 +194,7 @@ class VoucherifyApi:
                         continue
                     seen.add(item["id"])
                     yield item
-                if len(items) < PAGE_LIMIT:
+                if len(items) < PAGE_LIMIT or number * PAGE_LIMIT >= self._total(page):
                     break
                 if number == pages_at_most:
                     if last is not None and last > utc(start):
@@ -260,6 +254,15 @@ class VoucherifyApi:
                 "created_at[before]": api_time(until),
             },
         )
+
+    def _total(self, page: dict[str, Any]) -> int:
+        total = page.get("total")
+        if not isinstance(total, int):
+            raise ApiError(
+                "GET /v1/redemptions answered without a numeric total: check that "
+                f"VOUCHERIFY_API_URL ({self.url}) is Voucherify's API"
+            )
+        return total
 
     def _get(self, path: str, params: dict[str, str | int]) -> dict[str, Any]:
         """The JSON object `GET path` answers, retrying what a retry may mend."""

@@ -24,6 +24,7 @@ import json
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +95,8 @@ class FakeVoucherify:
         self.transactions: dict[str, list[Json]] = {}
         self.vouchers: dict[str, Json] = {}
         self.requests: list[Request] = []
+        self.after_answer: Callable[[Request], None] | None = None
+        """Called once a request is answered: a test may change the data between pages."""
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
@@ -188,6 +191,8 @@ class FakeVoucherify:
                     return
                 status, body = api.answer(request)
                 self._answer(status, body, {})
+                if api.after_answer is not None:
+                    api.after_answer(request)
 
             def _answer(self, status: int, body: Json, headers: dict[str, str]) -> None:
                 data = json.dumps(body).encode()
