@@ -60,7 +60,7 @@ def booked_redemptions(conn: Connection, ids: Sequence[str]) -> dict[str, Stored
 def booked_rollbacks(conn: Connection, ids: Sequence[str]) -> dict[str, Stored]:
     """The rollbacks the ledger booked (`rollback:rr_…` and its `:points`): their event."""
     t = ledger_transactions
-    found = {}
+    found: dict[str, Stored] = {}
     for chunk in _chunks(sorted(set(ids))):
         keys = [f"rollback:{rollback}" for rollback in chunk]
         rows = conn.execute(
@@ -120,8 +120,8 @@ class Run:
 
 
 def start_run(conn: Connection, since: datetime, until: datetime, at: datetime) -> int:
-    result = conn.execute(insert(reconcile_runs).values(started_at=at, since=since, until=until))
-    return int(result.inserted_primary_key[0])
+    inserted = insert(reconcile_runs).values(started_at=at, since=since, until=until)
+    return int(conn.execute(inserted.returning(reconcile_runs.c.seq)).scalar_one())
 
 
 def finish_run(
