@@ -180,3 +180,14 @@ def compare(recorded: Recorded, stored: Stored | None) -> Compared:
     if stored.figures is None or tuple(stored.figures) == tuple(recorded.figures):
         return Compared(recorded, "here", stored)
     return Compared(recorded, "differing", stored)
+
+
+def card_balance(voucher: Json) -> tuple[str, int] | None:
+    """A card's kind and balance as `GET /v1/vouchers/{id}` reports them (points for a loyalty
+    card, credit in minor units for a gift card); None for a voucher that is neither."""
+    kind = CARD_TYPES.get(str(voucher.get("type")))
+    held = (voucher.get("loyalty_card") if kind == "loyalty" else voucher.get("gift")) or {}
+    balance = held.get("balance")
+    if kind is None or not isinstance(balance, int) or isinstance(balance, bool):
+        return None
+    return kind, balance

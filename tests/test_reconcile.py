@@ -160,7 +160,7 @@ def test_a_differing_amount_is_reported_with_both_sides_and_not_booked(
     assert "r_rec_differs: Voucherify (ord_rec_differs, 1500)" in shown.stdout
 
 
-def test_a_missing_card_transaction_is_booked_from_its_campaign(
+def test_a_missing_card_transaction_is_booked_and_the_card_s_drift_found(
     database_url: str, engine: Engine, fake: FakeVoucherify
 ) -> None:
     told = recorded.card_transaction(
@@ -169,6 +169,11 @@ def test_a_missing_card_transaction_is_booked_from_its_campaign(
     item = copy.deepcopy(told["transaction"])
     item["campaign_id"] = "camp_rec_loyalty"
     fake.transactions["camp_rec_loyalty"] = [item]
+    # Voucherify's card has 30 more points than its transactions tell: one never listed.
+    voucher = copy.deepcopy(told["voucher"])
+    voucher.update(id="v_rec_card", type="LOYALTY_CARD")
+    voucher["loyalty_card"] = {"points": 150, "balance": 150}
+    fake.vouchers["v_rec_card"] = voucher
     env = env_for(database_url, fake, VOUCHERHOOK_RECONCILE_CAMPAIGNS="camp_rec_loyalty")
 
     found = reconcile(env)
@@ -179,6 +184,16 @@ def test_a_missing_card_transaction_is_booked_from_its_campaign(
     assert (again["missing"], again["stored"]) == (0, [])
     assert card["balance"] == 120
     assert card["ledger_balance"] == 120
+    assert found["drift"] == [
+        {
+            "card_id": "v_rec_card",
+            "kind": "loyalty",
+            "voucherify_balance": 150,
+            "ledger_balance": 120,
+            "drift": 30,
+        }
+    ]
+    assert card["voucherify_balance"] == 150
     # The second run read the campaign on from the first one's mark.
     listed = fake.requests_to("/v1/campaigns/camp_rec_loyalty/transactions")
     asked = [request.query.get("starting_after_id") for request in listed]

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from models.db import eventlog, reconcile_store
+from models.db import card_store, eventlog, reconcile_store
 from models.db.eventlog import NewEvent
+from models.db.reconcile_store import CardCheck
 from models.identity import identify
 from models.loyalty import movement_key
 from models.reconcile import (
@@ -29,6 +30,7 @@ from models.reconcile import (
     Compared,
     Recorded,
     Stored,
+    card_balance,
     compare,
     from_redemption,
     from_transaction,
@@ -36,7 +38,7 @@ from models.reconcile import (
 from models.voucherify import parse_payload
 from models.voucherify.fields import parse_timestamp
 from models.voucherify.transactions import CardTransactionEvent
-from workers.voucherify_api import VoucherifyApi
+from workers.voucherify_api import NotFound, VoucherifyApi
 
 REDEMPTIONS = "redemptions"
 
@@ -52,6 +54,9 @@ class Report:
     """The event ids stored for the missing objects (none on a dry run)."""
     failed: dict[str, str] = field(default_factory=dict)
     """Stored events whose processing failed: id → error."""
+    drift: list[CardCheck] = field(default_factory=list)
+    """The cards touched whose balance Voucherify and the ledger disagree on."""
+    cards_checked: int = 0
     requests: int = 0
 
 
@@ -90,6 +95,11 @@ def reconcile(
             report.stored = _store(engine, [c.recorded for c in report.missing])
             if report.stored and process is not None:
                 report.failed = process(report.stored)
+        tell("card balances")
+        checks = _check_cards(engine, api, recorded)
+        report.cards_checked = len(checks)
+        report.drift = [check for check in checks if check.drift]
+        if not dry_run:
             with engine.begin() as conn:
                 now = datetime.now(UTC)
                 old = reconcile_store.mark(conn, REDEMPTIONS)
@@ -97,6 +107,8 @@ def reconcile(
                     reconcile_store.set_mark(conn, REDEMPTIONS, _iso(until), now)
                 for source, value in marks.items():
                     reconcile_store.set_mark(conn, source, value, now)
+                for check in checks:
+                    reconcile_store.put_check(conn, check)
     except Exception as exc:
         error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise
@@ -111,6 +123,7 @@ def reconcile(
                     here=len(report.here),
                     missing=len(report.missing),
                     differing=len(report.differing),
+                    drifting=len(report.drift),
                     requests=api.requests,
                     error=error,
                 )
@@ -178,6 +191,24 @@ def _transactions(
         if recorded is not None:
             found.append(recorded)
     return found, last
+
+
+def _check_cards(engine: Engine, api: VoucherifyApi, recorded: list[Recorded]) -> list[CardCheck]:
+    """Each card the objects touched, as Voucherify reports it now against the ledger."""
+    checks = []
+    for card_id in dict.fromkeys(item.card_id for item in recorded if item.card_id):
+        assert card_id is not None
+        try:
+            found = card_balance(api.voucher(card_id))
+        except NotFound:
+            continue  # deleted in Voucherify since: nothing to compare
+        if found is None:
+            continue
+        kind, reported = found
+        with engine.connect() as conn:
+            ledger = card_store.ledger_balance(conn, kind, card_id)
+        checks.append(CardCheck(card_id, kind, reported, ledger, datetime.now(UTC)))
+    return checks
 
 
 def _identity(recorded: Recorded) -> str:

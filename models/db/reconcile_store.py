@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from models.db.tables import (
+    card_checks,
     card_movements,
     events,
     ledger_redemptions,
@@ -115,6 +116,7 @@ class Run:
     here: int
     missing: int
     differing: int
+    drifting: int
     requests: int
     error: str | None
 
@@ -132,6 +134,7 @@ def finish_run(
     here: int,
     missing: int,
     differing: int,
+    drifting: int,
     requests: int,
     error: str | None,
 ) -> None:
@@ -143,6 +146,7 @@ def finish_run(
             here=here,
             missing=missing,
             differing=differing,
+            drifting=drifting,
             requests=requests,
             error=error,
         )
@@ -154,3 +158,43 @@ def last_run(conn: Connection) -> Run | None:
     r = reconcile_runs
     row = conn.execute(select(r).order_by(r.c.seq.desc()).limit(1)).first()
     return Run(*row) if row is not None else None
+
+
+@dataclass(frozen=True)
+class CardCheck:
+    card_id: str
+    kind: str
+    reported: int
+    ledger: int
+    checked_at: datetime
+
+    @property
+    def drift(self) -> int:
+        """Voucherify's balance minus the ledger's: 0 when they agree."""
+        return self.reported - self.ledger
+
+
+def put_check(conn: Connection, check: CardCheck) -> None:
+    conn.execute(delete(card_checks).where(card_checks.c.card_id == check.card_id))
+    conn.execute(
+        insert(card_checks).values(
+            card_id=check.card_id,
+            kind=check.kind,
+            reported=check.reported,
+            ledger=check.ledger,
+            checked_at=check.checked_at,
+        )
+    )
+
+
+def check_of(conn: Connection, card_id: str) -> CardCheck | None:
+    """The card's last check against Voucherify's API, if any."""
+    row = conn.execute(select(card_checks).where(card_checks.c.card_id == card_id)).first()
+    return CardCheck(*row) if row is not None else None
+
+
+def drifting(conn: Connection) -> list[CardCheck]:
+    """The cards whose last check found Voucherify and the ledger apart."""
+    c = card_checks
+    rows = conn.execute(select(c).where(c.c.reported != c.c.ledger).order_by(c.c.card_id))
+    return [CardCheck(*row) for row in rows]

@@ -309,6 +309,18 @@ reconcile_marks = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# A card's balance as Voucherify's API reported it (`GET /v1/vouchers/{id}`) when a
+# reconciliation last checked it, against the ledger's at that moment.
+card_checks = Table(
+    "card_checks",
+    metadata,
+    Column("card_id", String(255), primary_key=True),
+    Column("kind", String(8), nullable=False),  # loyalty | gift
+    Column("reported", BigInteger, nullable=False),
+    Column("ledger", BigInteger, nullable=False),
+    Column("checked_at", UtcDateTime(), nullable=False),
+)
+
 # One row per reconciliation run: what it found, for the console and the metrics.
 reconcile_runs = Table(
     "reconcile_runs",
@@ -321,6 +333,7 @@ reconcile_runs = Table(
     Column("here", Integer, nullable=False, server_default=text("0")),
     Column("missing", Integer, nullable=False, server_default=text("0")),
     Column("differing", Integer, nullable=False, server_default=text("0")),
+    Column("drifting", Integer, nullable=False, server_default=text("0")),
     Column("requests", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
 )

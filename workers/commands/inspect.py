@@ -8,7 +8,7 @@ from typing import Any
 
 from models.amounts import money, of_asset, points
 from models.cards import CardReport, report
-from models.db import card_store, ledger_store
+from models.db import card_store, ledger_store, reconcile_store
 from workers import output
 from workers.commands import CommandError, connect
 from workers.settings import Settings
@@ -41,6 +41,7 @@ def cmd_loyalty(args: argparse.Namespace, settings: Settings) -> int:
                 "(card ids are voucher ids, v_…; see `voucherhook events list`)"
             )
         books = _report(conn, "loyalty", args.card_id)
+        checked = reconcile_store.check_of(conn, args.card_id)
     record: dict[str, Any] = {
         "card_id": card.card_id,
         "customer_id": card.customer_id,
@@ -52,9 +53,11 @@ def cmd_loyalty(args: argparse.Namespace, settings: Settings) -> int:
         "events": card.events,
         "flagged": card.flagged,
         "flags": list(card.flags),
+        **_checked(checked),
         "gaps": _gaps(books),
     }
-    _show(record, books, args.json, points, ("balance", "ledger_balance", "drift", "points_spent"))
+    money_fields = ("balance", "ledger_balance", "drift", "points_spent", "voucherify_balance")
+    _show(record, books, args.json, points, money_fields)
     return 0
 
 
@@ -62,6 +65,7 @@ def cmd_giftcard(args: argparse.Namespace, settings: Settings) -> int:
     engine = connect(settings)
     with engine.connect() as conn:
         books = _report(conn, "gift", args.card_id)
+        checked = reconcile_store.check_of(conn, args.card_id)
     if not books.movements:
         raise CommandError(
             f"no gift card {args.card_id}: no processed event moved its credit "
@@ -74,9 +78,11 @@ def cmd_giftcard(args: argparse.Namespace, settings: Settings) -> int:
         "drift": books.drift,
         "as_of": books.as_of,
         "movements": books.movements,
+        **_checked(checked),
         "gaps": _gaps(books),
     }
-    _show(record, books, args.json, _money(settings), ("balance", "ledger_balance", "drift"))
+    amounts = ("balance", "ledger_balance", "drift", "voucherify_balance")
+    _show(record, books, args.json, _money(settings), amounts)
     return 0
 
 
@@ -129,6 +135,14 @@ def cmd_cards(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if args.drift and shown else 0
 
 
+def _checked(check: reconcile_store.CardCheck | None) -> dict[str, Any]:
+    """The card's last check against Voucherify's API (`voucherhook reconcile`), if any: the
+    balance Voucherify reported then, and when."""
+    if check is None:
+        return {"voucherify_balance": None, "voucherify_checked_at": None}
+    return {"voucherify_balance": check.reported, "voucherify_checked_at": check.checked_at}
+
+
 def _report(conn: Any, kind: str, card_id: str) -> CardReport:
     movements = [m for m in card_store.movements(conn, card_id) if m.kind == kind]
     return report(
@@ -169,7 +183,11 @@ def _show(
         output.print_json(record)
         return
     output.print_record(
-        [(k, amount(v) if k in amounts else v) for k, v in record.items() if k != "gaps"]
+        [
+            (k, amount(v) if k in amounts and v is not None else v)
+            for k, v in record.items()
+            if k != "gaps"
+        ]
     )
     for gap in books.gaps:
         print(f"gap: {gap.describe(amount)}")

@@ -89,6 +89,17 @@ def _as_json(report: Report, dry_run: bool) -> dict[str, Any]:
         "missing_ids": [c.recorded.object_id for c in report.missing],
         "stored": report.stored,
         "failed": report.failed,
+        "cards_checked": report.cards_checked,
+        "drift": [
+            {
+                "card_id": check.card_id,
+                "kind": check.kind,
+                "voucherify_balance": check.reported,
+                "ledger_balance": check.ledger,
+                "drift": check.drift,
+            }
+            for check in report.drift
+        ],
         "differences": [
             {
                 "id": c.recorded.object_id,
@@ -118,6 +129,13 @@ def _print(report: Report, dry_run: bool) -> None:
             print(f"  {compared.recorded.event_type} {compared.recorded.object_id}")
     for event_id, error in report.failed.items():
         print(f"  failed {event_id}: {error} (`voucherhook events show {event_id}`)")
+    for check in report.drift:
+        print(
+            f"  card {check.card_id} drifts: Voucherify's balance {check.reported}, the "
+            f"ledger's {check.ledger} ({check.drift:+}); `voucherhook "
+            f"{'loyalty' if check.kind == 'loyalty' else 'giftcard'} {check.card_id}` shows "
+            "its movements and gaps"
+        )
     if report.differing:
         print("differing (Voucherify's figures, then the stored ones; nothing was changed):")
         for compared in report.differing:

@@ -1,4 +1,5 @@
-"""reconcile: each API list's high-water mark, and the runs of `voucherhook reconcile`
+"""reconcile: each API list's high-water mark, the runs of `voucherhook reconcile`, and the
+card balances it checked
 
 Revision ID: 0014
 Revises: 0013
@@ -39,12 +40,24 @@ def upgrade() -> None:
         sa.Column("here", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("missing", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("differing", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("drifting", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("requests", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("seq", name="pk_reconcile_runs"),
     )
 
+    op.create_table(
+        "card_checks",
+        sa.Column("card_id", sa.String(255), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("reported", sa.BigInteger(), nullable=False),
+        sa.Column("ledger", sa.BigInteger(), nullable=False),
+        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("card_id", name="pk_card_checks"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("card_checks")
     op.drop_table("reconcile_runs")
     op.drop_table("reconcile_marks")
