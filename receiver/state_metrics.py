@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from models import metric_labels
-from models.db import eventlog, figures, run_store
+from models.db import eventlog, figures, reconcile_store, run_store
 from models.statuses import EVENT_STATUSES
 
 
@@ -42,6 +42,7 @@ class DatabaseCollector(Collector):
                 held = run_store.held_count(conn)
                 newest = eventlog.last_received(conn)
                 computed = figures.computed(conn)
+                reconciled = reconcile_store.last_run(conn)
         except Exception:
             up.add_metric([], 0)
             yield up
@@ -97,3 +98,45 @@ class DatabaseCollector(Collector):
                 "When voucherhook_cards_drifting was computed (Unix time)",
                 value=at.timestamp(),
             )
+        if reconciled is not None:
+            yield from _reconciled(reconciled)
+
+
+def _reconciled(run: reconcile_store.Run) -> Iterator[GaugeMetricFamily]:
+    """The last reconciliation with Voucherify's API (`voucherhook reconcile`)."""
+    assert run.finished_at is not None
+    yield GaugeMetricFamily(
+        "voucherhook_reconcile_last_run_timestamp_seconds",
+        "When the last reconciliation with Voucherify's API ended (Unix time)",
+        value=run.finished_at.timestamp(),
+    )
+    found = GaugeMetricFamily(
+        "voucherhook_reconcile_objects",
+        "What the last reconciliation found: objects Voucherify recorded that were already "
+        "here, missing (then stored and booked) or differing (reported, not changed)",
+        labels=["verdict"],
+    )
+    for verdict, count in (
+        ("here", run.here),
+        ("missing", run.missing),
+        ("differing", run.differing),
+    ):
+        found.add_metric([verdict], count)
+    yield found
+    yield GaugeMetricFamily(
+        "voucherhook_reconcile_cards_drifting",
+        "Cards the last reconciliation checked whose balance in Voucherify differs from the "
+        "ledger's",
+        value=run.drifting,
+    )
+    yield GaugeMetricFamily(
+        "voucherhook_reconcile_failed",
+        "1 when the last reconciliation ended on an error (its log line says which)",
+        value=1 if run.error else 0,
+    )
+    yield GaugeMetricFamily(
+        "voucherhook_webhook_silent",
+        "1 when the last reconciliation found objects missing and no delivery for longer than "
+        "VOUCHERHOOK_SILENCE_AFTER: the webhook is probably disabled (runbook §9)",
+        value=1 if run.silent_since else 0,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,10 +17,13 @@ from sqlalchemy import Engine, select
 
 from models.db.engine import make_engine
 from models.db.tables import events, reconcile_runs
+from receiver.state_metrics import DatabaseCollector
 from tests.conftest import EventLog
 from tests.support.fake_voucherify import FakeVoucherify
-from tests.support.processes import base_env
+from tests.support.processes import Worker, base_env
 from tests.support.processing import balances, ledger_keys, nonzero, process, store
+from tests.support.services import wait_for
+from tests.test_console import client_for, log_in, settings_for
 from tests.test_operations import cli
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, Json
@@ -256,3 +260,68 @@ def test_a_dry_run_stores_nothing_and_a_run_resumes_from_the_last(
     assert refused.returncode != 0 and "--since" in refused.stderr
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["since"] == "2025-01-01T00:00:00+00:00"
+
+
+def test_a_silence_is_told_by_an_error_line_a_metric_and_the_console(
+    database_url: str, engine: Engine, fake: FakeVoucherify
+) -> None:
+    """Voucherify recorded a redemption and nothing ever arrived: the webhook is probably
+    off."""
+    fake.redemptions.append(api_redemption(recorded.redemption("r_rec_silent")))
+
+    result = cli(env_for(database_url, fake), "reconcile", *WINDOW, "--json")
+    settings = settings_for(engine)
+    with client_for(settings, engine) as console:
+        log_in(console)
+        overview = console.get("/console/").text
+    scraped = {
+        sample.name: sample.value
+        for family in DatabaseCollector(engine).collect()
+        for sample in family.samples
+    }
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["silent_since"] is not None
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    silent = [line for line in logged if line["event"] == "webhook_silent"]
+    assert silent and silent[0]["level"] == "error", result.stderr
+    assert "Re-enable it in Voucherify" in silent[0]["error"]
+    assert scraped["voucherhook_webhook_silent"] == 1
+    assert scraped["voucherhook_reconcile_last_run_timestamp_seconds"] > 0
+    assert "Webhook probably disabled" in overview
+
+
+def finished_runs(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(select(reconcile_runs).where(reconcile_runs.c.finished_at.is_not(None)))
+        )
+
+
+def test_the_worker_reconciles_the_last_day_by_itself_at_default_settings(
+    postgres_url: str, redis_url: str, queue: str, fake: FakeVoucherify
+) -> None:
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+    payload = recorded.redemption("r_rec_scheduled", order_id="ord_rec_scheduled")
+    payload["created_at"] = payload["redemption"]["date"] = an_hour_ago
+    fake.redemptions.append(api_redemption(payload))
+    engine = make_engine(postgres_url)
+    EventLog(engine).clear()
+    env = env_for(postgres_url, fake)
+    env.update(REDIS_URL=redis_url, VOUCHERHOOK_QUEUE=queue)
+    worker = Worker(env)
+    try:
+        wait_for(
+            lambda: finished_runs(engine),
+            90,
+            what="the worker's first reconciliation (due a sweep interval after its start)",
+        )
+        runs = finished_runs(engine)
+        keys = ledger_keys(engine)
+    finally:
+        worker.stop()
+        engine.dispose()
+
+    assert [(run.missing, run.error) for run in runs] == [(1, None)]
+    assert "redemption:r_rec_scheduled:discount" in keys
+    assert runs[0].until < datetime.now(UTC) - timedelta(minutes=4)  # deliveries come first

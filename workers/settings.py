@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     reconcile_campaigns: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="VOUCHERHOOK_RECONCILE_CAMPAIGNS"
     )
+    # Seconds between two reconciliations run by the workers (when the credentials are set).
+    reconcile_every: float = Field(3600.0, alias="VOUCHERHOOK_RECONCILE_EVERY", gt=0)
+    # Seconds without a delivery after which a reconciliation that finds objects missing says
+    # the webhook is probably disabled (Voucherify disables it after a day of failures).
+    silence_after: float = Field(3600.0, alias="VOUCHERHOOK_SILENCE_AFTER", gt=0)
     log_format: Literal["auto", "console", "json"] = Field("auto", alias="VOUCHERHOOK_LOG_FORMAT")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", alias="VOUCHERHOOK_LOG_LEVEL"

@@ -16,6 +16,7 @@ from workers.leases import Heartbeat
 from workers.metrics import REDISPATCHED
 from workers.metrics_server import MetricsServer
 from workers.orphans import restore_orphans
+from workers.reconcile import api_for, scheduled
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
@@ -85,6 +86,19 @@ def run(
                 "orphan-sweep",
                 settings.sweep_interval,
                 lambda: restore_orphans(app, engine, settings.queue, settings.lease_expiry),
+            )
+        )
+    if api_for(settings) is not None:
+        # What the webhooks missed, from Voucherify's API: one worker at a time, once per
+        # VOUCHERHOOK_RECONCILE_EVERY between them (workers.reconcile.scheduled), with its own
+        # engine and senders.
+        reconciling = Runtime(settings)
+        sweepers.append(
+            Periodic(
+                "reconcile",
+                min(settings.reconcile_every, settings.sweep_interval * 6),
+                lambda: scheduled(reconciling.engine, settings, reconciling),
+                first_after=settings.sweep_interval,
             )
         )
     if settings.retention_days:

@@ -119,6 +119,7 @@ class Run:
     drifting: int
     requests: int
     error: str | None
+    silent_since: datetime | None
 
 
 def start_run(conn: Connection, since: datetime, until: datetime, at: datetime) -> int:
@@ -137,6 +138,7 @@ def finish_run(
     drifting: int,
     requests: int,
     error: str | None,
+    silent_since: datetime | None,
 ) -> None:
     conn.execute(
         update(reconcile_runs)
@@ -149,14 +151,16 @@ def finish_run(
             drifting=drifting,
             requests=requests,
             error=error,
+            silent_since=silent_since,
         )
     )
 
 
 def last_run(conn: Connection) -> Run | None:
-    """The latest run, finished or not."""
+    """The latest finished run."""
     r = reconcile_runs
-    row = conn.execute(select(r).order_by(r.c.seq.desc()).limit(1)).first()
+    stmt = select(r).where(r.c.finished_at.is_not(None)).order_by(r.c.seq.desc()).limit(1)
+    row = conn.execute(stmt).first()
     return Run(*row) if row is not None else None
 
 

@@ -336,4 +336,7 @@ reconcile_runs = Table(
     Column("drifting", Integer, nullable=False, server_default=text("0")),
     Column("requests", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
+    # When the last delivery before a silence arrived: set when the run found objects missing
+    # and no delivery for longer than VOUCHERHOOK_SILENCE_AFTER (the webhook is probably off).
+    Column("silent_since", UtcDateTime(), nullable=True),
 )

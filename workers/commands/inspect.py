@@ -186,7 +186,7 @@ def _show(
         [
             (k, amount(v) if k in amounts and v is not None else v)
             for k, v in record.items()
-            if k != "gaps"
+            if k != "gaps" and not (k.startswith("voucherify_") and v is None)
         ]
     )
     for gap in books.gaps:

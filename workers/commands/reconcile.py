@@ -8,11 +8,9 @@ from typing import Any
 
 from workers import output
 from workers.commands import CommandError, connect
-from workers.processing import Processor, RetryPolicy
-from workers.reconcile import Report, reconcile, resume_point
-from workers.replay import replay
+from workers.reconcile import Report, api_for, reconcile, replaying, resume_point
 from workers.settings import Settings
-from workers.voucherify_api import ApiError, VoucherifyApi
+from workers.voucherify_api import ApiError
 from workers.wiring import Runtime
 
 NO_CREDENTIALS = (
@@ -23,8 +21,8 @@ NO_CREDENTIALS = (
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    token = settings.voucherify_app_token
-    if not settings.voucherify_app_id or token is None or not token.get_secret_value():
+    api = api_for(settings)
+    if api is None:
         raise CommandError(NO_CREDENTIALS)
     engine = connect(settings)
     until = args.until or datetime.now(UTC)
@@ -35,26 +33,6 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         )
     if since >= until:
         raise CommandError(f"--since ({since.isoformat()}) must be before --until")
-    runtime = Runtime(settings)
-
-    def process(ids: list[str]) -> dict[str, str]:
-        processor = Processor(engine, runtime.config, RetryPolicy(max_attempts=1))
-        summary = replay(
-            engine,
-            processor,
-            ids,
-            senders=runtime.senders,
-            policy=runtime.policy,
-            pacing=runtime.pacing,
-        )
-        return summary.failures
-
-    api = VoucherifyApi(
-        settings.voucherify_api_url,
-        settings.voucherify_app_id,
-        token.get_secret_value(),
-        max_requests=settings.reconcile_max_requests,
-    )
     try:
         with api, output.progress() as progress:
             task = progress.add_task("reading Voucherify's API", total=None)
@@ -64,8 +42,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
                 since,
                 until,
                 campaigns=settings.reconcile_campaigns,
+                silence_after=settings.silence_after,
                 dry_run=args.dry_run,
-                process=process,
+                process=replaying(engine, Runtime(settings)),
                 tell=lambda what: progress.update(task, description=f"reading {what}"),
             )
     except ApiError as exc:
@@ -90,6 +69,7 @@ def _as_json(report: Report, dry_run: bool) -> dict[str, Any]:
         "stored": report.stored,
         "failed": report.failed,
         "cards_checked": report.cards_checked,
+        "silent_since": output.utc(report.silent_since),
         "drift": [
             {
                 "card_id": check.card_id,
@@ -129,6 +109,12 @@ def _print(report: Report, dry_run: bool) -> None:
             print(f"  {compared.recorded.event_type} {compared.recorded.object_id}")
     for event_id, error in report.failed.items():
         print(f"  failed {event_id}: {error} (`voucherhook events show {event_id}`)")
+    if report.silent_since is not None:
+        print(
+            f"no delivery since {output.utc(report.silent_since)} while Voucherify recorded "
+            "these: its webhook is probably disabled; re-enable it in Voucherify (Project "
+            "settings → Webhooks) and see docs/operations.md §9"
+        )
     for check in report.drift:
         print(
             f"  card {check.card_id} drifts: Voucherify's balance {check.reported}, the "

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from models.charts import line_chart
 from models.console import Window, activity_series, window_labels
-from models.db import console_queries
+from models.db import console_queries, reconcile_store
 from models.db.engine import make_engine
 from receiver.admin import Cached
 from workers.console import actions, books, events, notifications
@@ -110,7 +110,8 @@ class Console:
                 )
                 charts.append({"title": title, "svg": svg, "totals": totals})
             attention = console_queries.attention(conn)
-        return {"now": now, "charts": charts, "attention": attention}
+            reconciled = reconcile_store.last_run(conn)
+        return {"now": now, "charts": charts, "attention": attention, "reconciled": reconciled}
 
 
 def routes(settings: Settings, engine: Engine | None = None) -> list[BaseRoute]:

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("drifting", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("requests", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("silent_since", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("seq", name="pk_reconcile_runs"),
     )
 
