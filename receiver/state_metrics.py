@@ -98,18 +98,18 @@ class DatabaseCollector(Collector):
                 "When voucherhook_cards_drifting was computed (Unix time)",
                 value=at.timestamp(),
             )
-        if reconciled is not None:
-            yield from _reconciled(reconciled)
+        yield from _reconciled(reconciled)
 
 
-def _reconciled(run: reconcile_store.Run) -> Iterator[GaugeMetricFamily]:
-    """The last reconciliation with Voucherify's API (`voucherhook reconcile`)."""
-    assert run.finished_at is not None
-    yield GaugeMetricFamily(
-        "voucherhook_reconcile_last_run_timestamp_seconds",
-        "When the last reconciliation with Voucherify's API ended (Unix time)",
-        value=run.finished_at.timestamp(),
-    )
+def _reconciled(run: reconcile_store.Run | None) -> Iterator[GaugeMetricFamily]:
+    """The last reconciliation with Voucherify's API (`voucherhook reconcile`); zeros before
+    the first, so that the alert rules have their series."""
+    if run is not None and run.finished_at is not None:
+        yield GaugeMetricFamily(
+            "voucherhook_reconcile_last_run_timestamp_seconds",
+            "When the last reconciliation with Voucherify's API ended (Unix time)",
+            value=run.finished_at.timestamp(),
+        )
     found = GaugeMetricFamily(
         "voucherhook_reconcile_objects",
         "What the last reconciliation found: objects Voucherify recorded that were already "
@@ -117,9 +117,9 @@ def _reconciled(run: reconcile_store.Run) -> Iterator[GaugeMetricFamily]:
         labels=["verdict"],
     )
     for verdict, count in (
-        ("here", run.here),
-        ("missing", run.missing),
-        ("differing", run.differing),
+        ("here", run.here if run else 0),
+        ("missing", run.missing if run else 0),
+        ("differing", run.differing if run else 0),
     ):
         found.add_metric([verdict], count)
     yield found
@@ -127,16 +127,16 @@ def _reconciled(run: reconcile_store.Run) -> Iterator[GaugeMetricFamily]:
         "voucherhook_reconcile_cards_drifting",
         "Cards the last reconciliation checked whose balance in Voucherify differs from the "
         "ledger's",
-        value=run.drifting,
+        value=run.drifting if run else 0,
     )
     yield GaugeMetricFamily(
         "voucherhook_reconcile_failed",
         "1 when the last reconciliation ended on an error (its log line says which)",
-        value=1 if run.error else 0,
+        value=1 if run and run.error else 0,
     )
     yield GaugeMetricFamily(
         "voucherhook_webhook_silent",
         "1 when the last reconciliation found objects missing and no delivery for longer than "
         "VOUCHERHOOK_SILENCE_AFTER: the webhook is probably disabled (runbook §9)",
-        value=1 if run.silent_since else 0,
+        value=1 if run and run.silent_since else 0,
     )
