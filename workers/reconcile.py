@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import Engine
 
-from models.db import card_store, eventlog, figures, reconcile_store
+from models.db import card_store, eventlog, reconcile_store
 from models.db.eventlog import NewEvent
 from models.db.reconcile_store import CardCheck
 from models.identity import identify
@@ -39,22 +39,11 @@ from models.reconcile import (
 from models.voucherify import parse_payload
 from models.voucherify.fields import parse_timestamp
 from models.voucherify.transactions import CardTransactionEvent
-from workers.processing import Processor, RetryPolicy
-from workers.replay import replay
-from workers.settings import Settings
-from workers.voucherify_api import ApiError, NotFound, VoucherifyApi
-from workers.wiring import Runtime
+from workers.voucherify_api import NotFound, VoucherifyApi
 
 log = structlog.get_logger(__name__)
 
 REDEMPTIONS = "redemptions"
-RECENT = timedelta(minutes=5)
-"""A scheduled run stops this long before now: deliveries still on their way arrive first."""
-FIRST_SPAN = timedelta(days=1)
-"""What the first scheduled run covers (Voucherify gives up on a delivery after about a day)."""
-SCHEDULE = "reconcile_scheduled"
-"""The figure a worker claims to run the schedule's next reconciliation (`models.db.figures`):
-one worker at a time, once per VOUCHERHOOK_RECONCILE_EVERY between them."""
 
 
 @dataclass
@@ -149,83 +138,6 @@ def reconcile(
                     silent_since=report.silent_since,
                 )
     return report
-
-
-def api_for(settings: Settings) -> VoucherifyApi | None:
-    """A client of Voucherify's API with the settings' credentials; None when they are unset."""
-    token = settings.voucherify_app_token
-    if not settings.voucherify_app_id or token is None or not token.get_secret_value():
-        return None
-    return VoucherifyApi(
-        settings.voucherify_api_url,
-        settings.voucherify_app_id,
-        token.get_secret_value(),
-        max_requests=settings.reconcile_max_requests,
-    )
-
-
-def replaying(engine: Engine, runtime: Runtime) -> Callable[[list[str]], dict[str, str]]:
-    """Processing of the events a run stored, as `replay` does it: their failures."""
-
-    def process(ids: list[str]) -> dict[str, str]:
-        processor = Processor(engine, runtime.config, RetryPolicy(max_attempts=1))
-        summary = replay(
-            engine,
-            processor,
-            ids,
-            senders=runtime.senders,
-            policy=runtime.policy,
-            pacing=runtime.pacing,
-        )
-        return summary.failures
-
-    return process
-
-
-def scheduled(engine: Engine, settings: Settings, runtime: Runtime) -> int:
-    """The workers' reconciliation: from where the last run stopped (the last `FIRST_SPAN`
-    the first time) to `RECENT` ago, unless another worker ran it within the interval or is
-    running it. How many objects were missing."""
-    now = datetime.now(UTC)
-    api = api_for(settings)
-    if api is None:
-        return 0
-    with engine.begin() as conn:
-        figures.ensure(conn, SCHEDULE)
-    with engine.begin() as conn:
-        # Taken when claimed: the next run is due an interval from now, whatever this one does.
-        if not figures.claim(
-            conn, SCHEDULE, now - timedelta(seconds=settings.reconcile_every * 0.9)
-        ):
-            return 0
-        figures.put(conn, SCHEDULE, 0, now)
-    until = now - RECENT
-    since = min(resume_point(engine) or until - FIRST_SPAN, until - timedelta(seconds=1))
-    try:
-        with api:
-            report = reconcile(
-                engine,
-                api,
-                since,
-                until,
-                campaigns=settings.reconcile_campaigns,
-                silence_after=settings.silence_after,
-                process=replaying(engine, runtime),
-            )
-    except ApiError as exc:
-        log.error("reconcile_failed", error=str(exc))
-        return 0
-    log.info(
-        "reconciled",
-        since=since.isoformat(),
-        until=until.isoformat(),
-        here=len(report.here),
-        missing=len(report.missing),
-        differing=len(report.differing),
-        drifting=len(report.drift),
-        stored=report.stored,
-    )
-    return len(report.missing)
 
 
 def _silence(engine: Engine, now: datetime, after: float) -> datetime | None:

@@ -16,7 +16,7 @@ from workers.leases import Heartbeat
 from workers.metrics import REDISPATCHED
 from workers.metrics_server import MetricsServer
 from workers.orphans import restore_orphans
-from workers.reconcile import api_for, scheduled
+from workers.reconcile_schedule import api_for, scheduled
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep

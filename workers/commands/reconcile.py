@@ -8,7 +8,8 @@ from typing import Any
 
 from workers import output
 from workers.commands import CommandError, connect
-from workers.reconcile import Report, api_for, reconcile, replaying, resume_point
+from workers.reconcile import Report, resume_point
+from workers.reconcile_schedule import api_for, configured
 from workers.settings import Settings
 from workers.voucherify_api import ApiError
 from workers.wiring import Runtime
@@ -36,15 +37,14 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with api, output.progress() as progress:
             task = progress.add_task("reading Voucherify's API", total=None)
-            report = reconcile(
+            report = configured(
                 engine,
                 api,
+                settings,
+                Runtime(settings),
                 since,
                 until,
-                campaigns=settings.reconcile_campaigns,
-                silence_after=settings.silence_after,
                 dry_run=args.dry_run,
-                process=replaying(engine, Runtime(settings)),
                 tell=lambda what: progress.update(task, description=f"reading {what}"),
             )
     except ApiError as exc:
