@@ -34,14 +34,12 @@ one worker at a time, once per VOUCHERHOOK_RECONCILE_EVERY between them."""
 
 def api_for(settings: Settings) -> VoucherifyApi | None:
     """A client of Voucherify's API with the settings' credentials; None when they are unset."""
-    token = settings.voucherify_app_token
-    if not settings.voucherify_app_id or token is None or not token.get_secret_value():
+    credentials = settings.voucherify_credentials
+    if credentials is None:
         return None
+    app_id, token = credentials
     return VoucherifyApi(
-        settings.voucherify_api_url,
-        settings.voucherify_app_id,
-        token.get_secret_value(),
-        max_requests=settings.reconcile_max_requests,
+        settings.voucherify_api_url, app_id, token, max_requests=settings.reconcile_max_requests
     )
 
 
@@ -93,8 +91,7 @@ def scheduled(engine: Engine, settings: Settings, runtime: Runtime) -> int:
     the first time) to `RECENT` ago, unless another worker ran it within the interval or is
     running it. How many objects were missing."""
     now = datetime.now(UTC)
-    api = api_for(settings)
-    if api is None:
+    if settings.voucherify_credentials is None:
         return 0
     with engine.begin() as conn:
         figures.ensure(conn, SCHEDULE)
@@ -107,6 +104,8 @@ def scheduled(engine: Engine, settings: Settings, runtime: Runtime) -> int:
         figures.put(conn, SCHEDULE, 0, now)
     until = now - RECENT
     since = min(resume_point(engine) or until - FIRST_SPAN, until - timedelta(seconds=1))
+    api = api_for(settings)
+    assert api is not None  # the credentials are set
     try:
         with api:
             report = configured(engine, api, settings, runtime, since, until)

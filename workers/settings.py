@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         "INFO", alias="VOUCHERHOOK_LOG_LEVEL"
     )
 
+    @property
+    def voucherify_credentials(self) -> tuple[str, str] | None:
+        """The API keys (`VOUCHERIFY_APP_ID`, `VOUCHERIFY_APP_TOKEN`), or None when either is
+        unset: reconciliation is off."""
+        token = self.voucherify_app_token.get_secret_value() if self.voucherify_app_token else ""
+        return (self.voucherify_app_id, token) if self.voucherify_app_id and token else None
+
     @field_validator("reconcile_campaigns", mode="before")
     @classmethod
     def _split_campaigns(cls, value: object) -> object:

@@ -16,7 +16,7 @@ from workers.leases import Heartbeat
 from workers.metrics import REDISPATCHED
 from workers.metrics_server import MetricsServer
 from workers.orphans import restore_orphans
-from workers.reconcile_schedule import api_for, scheduled
+from workers.reconcile_schedule import scheduled
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
@@ -88,7 +88,7 @@ def run(
                 lambda: restore_orphans(app, engine, settings.queue, settings.lease_expiry),
             )
         )
-    if api_for(settings) is not None:
+    if settings.voucherify_credentials is not None:
         # What the webhooks missed, from Voucherify's API: one worker at a time, once per
         # VOUCHERHOOK_RECONCILE_EVERY between them (workers.reconcile.scheduled), with its own
         # engine and senders.
