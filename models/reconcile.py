@@ -23,7 +23,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
+
+from models.identity import identify
 
 Json = Mapping[str, Any]
 
@@ -50,8 +53,21 @@ class Recorded:
     campaign_id: str | None = None
     """The campaign of a gift or loyalty card it touches: its transactions are listed too."""
 
+    @cached_property
     def body(self) -> bytes:
+        """The payload as stored."""
         return json.dumps(self.payload, separators=(",", ":"), sort_keys=True).encode()
+
+    @cached_property
+    def identity(self) -> str:
+        """The identity its webhook gets (`models.identity`): the event id it is stored under."""
+        identified = identify(self.body, self.event_type)
+        if identified.status != "pending":
+            raise ValueError(
+                f"{self.object_id}: its payload as a webhook is {identified.status} "
+                f"({identified.reason}); report this object's JSON as a bug"
+            )
+        return identified.event_id
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ from sqlalchemy import Engine
 from models.db import card_store, eventlog, reconcile_store
 from models.db.eventlog import NewEvent
 from models.db.reconcile_store import CardCheck
-from models.identity import identify
 from models.loyalty import movement_key
 from models.reconcile import (
     ORIGIN_HEADER,
@@ -239,18 +238,8 @@ def _check_cards(engine: Engine, api: VoucherifyApi, recorded: list[Recorded]) -
     return checks
 
 
-def _identity(recorded: Recorded) -> str:
-    identified = identify(recorded.body(), recorded.event_type)
-    if identified.status != "pending":
-        raise ValueError(
-            f"{recorded.object_id}: its payload as a webhook is {identified.status} "
-            f"({identified.reason}); report this object's JSON as a bug"
-        )
-    return identified.event_id
-
-
 def _compare(engine: Engine, recorded: list[Recorded]) -> list[Compared]:
-    identities = {item.object_id: _identity(item) for item in recorded}
+    identities = {item.object_id: item.identity for item in recorded}
     redemptions = [i.object_id for i in recorded if i.event_type == "redemption.succeeded"]
     rollbacks = [i.object_id for i in recorded if i.event_type.startswith("redemption.rollback")]
     movements = {
@@ -287,15 +276,13 @@ def _store(engine: Engine, missing: list[Recorded]) -> list[str]:
     now = datetime.now(UTC)
     rows = []
     for item in missing:
-        body = item.body()
-        identified = identify(body, item.event_type)
         rows.append(
             NewEvent(
-                id=identified.event_id,
-                type=identified.event_type,
+                id=item.identity,
+                type=item.event_type,
                 status="pending",
                 received_at=now,
-                body=body,
+                body=item.body,
                 headers={ORIGIN_HEADER: f"voucherify-api {item.source}"},
                 remote_addr=None,
                 delivery_id=None,
