@@ -82,16 +82,19 @@ def booked_movements(
     balance after)."""
     m = card_movements
     found = {}
-    cards = sorted({card for card, _key in keys})
-    wanted = set(keys)
-    for chunk in _chunks(cards):
+    pairs = sorted(set(keys))
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start : start + CHUNK]
         rows = conn.execute(
             select(m.c.card_id, m.c.key, m.c.event_id, m.c.change, m.c.balance_after).where(
-                m.c.card_id.in_(chunk), m.c.key.in_(sorted({k for c, k in wanted if c in chunk}))
+                m.c.card_id.in_(sorted({card for card, _key in chunk})),
+                m.c.key.in_(sorted({key for _card, key in chunk})),
             )
         )
+        wanted = set(chunk)
         for row in rows:
-            found[row.card_id, row.key] = Stored(row.event_id, (row.change, row.balance_after))
+            if (row.card_id, row.key) in wanted:
+                found[row.card_id, row.key] = Stored(row.event_id, (row.change, row.balance_after))
     return found
 
 
