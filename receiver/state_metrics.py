@@ -104,7 +104,9 @@ class DatabaseCollector(Collector):
 def _reconciled(run: reconcile_store.Run | None) -> Iterator[GaugeMetricFamily]:
     """The last reconciliation with Voucherify's API (`voucherhook reconcile`); zeros before
     the first, so that the alert rules have their series."""
-    if run is not None and run.finished_at is not None:
+    counts = (run.here, run.missing, run.differing, run.drifting) if run else (0, 0, 0, 0)
+    here, missing, differing, drifting = counts
+    if run is not None and run.finished_at is not None:  # always, for a run `last_run` gives
         yield GaugeMetricFamily(
             "voucherhook_reconcile_last_run_timestamp_seconds",
             "When the last reconciliation with Voucherify's API ended (Unix time)",
@@ -116,27 +118,23 @@ def _reconciled(run: reconcile_store.Run | None) -> Iterator[GaugeMetricFamily]:
         "here, missing (then stored and booked) or differing (reported, not changed)",
         labels=["verdict"],
     )
-    for verdict, count in (
-        ("here", run.here if run else 0),
-        ("missing", run.missing if run else 0),
-        ("differing", run.differing if run else 0),
-    ):
+    for verdict, count in (("here", here), ("missing", missing), ("differing", differing)):
         found.add_metric([verdict], count)
     yield found
     yield GaugeMetricFamily(
         "voucherhook_reconcile_cards_drifting",
         "Cards the last reconciliation checked whose balance in Voucherify differs from the "
         "ledger's",
-        value=run.drifting if run else 0,
+        value=drifting,
     )
     yield GaugeMetricFamily(
         "voucherhook_reconcile_failed",
         "1 when the last reconciliation ended on an error (its log line says which)",
-        value=1 if run and run.error else 0,
+        value=1 if run is not None and run.error else 0,
     )
     yield GaugeMetricFamily(
         "voucherhook_webhook_silent",
         "1 when the last reconciliation found objects missing and no delivery for longer than "
         "VOUCHERHOOK_SILENCE_AFTER: the webhook is probably disabled (runbook §9)",
-        value=1 if run and run.silent_since else 0,
+        value=1 if run is not None and run.silent_since else 0,
     )
