@@ -281,3 +281,21 @@ def test_the_heartbeat_renews_a_retry_waiting_for_its_countdown_until_it_is_ackn
         assert heartbeat.beat() == (0, 0)
     finally:
         heartbeat.stop()
+
+
+def test_an_arrival_leases_its_own_ids_and_leaves_the_renewals_to_the_beat(
+    engine: Engine,
+) -> None:
+    """Each message's events are written once when it arrives, not once per arrival of any
+    message while they are held: the renewal of everything held is the periodic beat's."""
+    add_event(engine, "e_held_before", dispatched=1)
+    add_event(engine, "e_arriving", dispatched=1)
+    heartbeat = Heartbeat(engine, EXPIRY, held=lambda: (["e_held_before"], []))
+    try:
+        assert heartbeat.beat() == (1, 0)
+        task_received.send(sender=None, request=Request(PROCESS_EVENTS, (["e_arriving"],)))
+        assert heartbeat.lease_arrived() == (1, 0)
+        assert heartbeat.lease_arrived() == (0, 0)  # nothing arrived since
+        assert heartbeat.beat() == (2, 0)  # the beat renews both
+    finally:
+        heartbeat.stop()

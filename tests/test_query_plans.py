@@ -275,6 +275,36 @@ def test_a_console_search_reads_a_bounded_stretch_of_the_log(log: Log, status: s
     assert scan <= read <= 2 * scan, f"the search read {read} events of {LOG}:\n{shown}"
 
 
+def test_a_send_claim_reads_the_deliveries_it_takes_only(log: Log) -> None:
+    """A batch plans its deliveries at one moment: thousands waiting with the same `due_at`.
+    A sender's claim (the first 16 due, by due_at then seq) reads those 16 in index order,
+    instead of reading and sorting every delivery waiting at each claim."""
+    waiting, take = 5000, 16
+    now = datetime.now(UTC)
+    with log.engine.connect() as conn, conn.begin() as transaction:
+        conn.execute(
+            text(
+                "INSERT INTO notifications (event_id, source_id, channel, recipient, status, "
+                "body, created_at, due_at) SELECT 'e_claim_' || n, 'r_claim_' || n, 'webhook', "
+                "'https://hooks.example/x', 'pending', '{}', :now, :now "
+                "FROM generate_series(1, :waiting) AS n"
+            ),
+            {"now": now, "waiting": waiting},
+        )
+        conn.execute(text("ANALYZE notifications"))
+        statement = notification_store.due_statement("webhook", take, due_by=now)
+        compiled = statement.compile(dialect=postgresql.dialect())
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
+        ).scalar_one()
+        shown = explain(conn, statement, "TEXT")
+        transaction.rollback()
+    read = rows_read(plan, "notifications")
+    assert read == take and not sorts(plan), (
+        f"a claim of {take} read {read} of {waiting} deliveries waiting:\n{shown}"
+    )
+
+
 def test_a_query_without_an_index_is_caught(log: Log) -> None:
     """The check above sees a sequential scan when there is one (nothing indexes the remote
     address)."""

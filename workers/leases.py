@@ -4,11 +4,12 @@ dispatched again within seconds (see docs/reliability.md, "When a worker dies").
 A worker's main process keeps the list of the task messages it took from the broker and has not
 finished: running, waiting for a pool process (Celery's `worker.state.requests`), or waiting
 for a retry's countdown (received, not acknowledged). A thread of that process leases their
-events and notifications until now + VOUCHERHOOK_LEASE_EXPIRY as soon as a message arrives, and
-renews every lease it holds every third of that. A worker that dies (SIGKILL, out of memory,
-its machine gone) renews nothing: its leases run out, and the sweep of any live worker hands
-those events and notifications to the broker again. A slow batch of a live worker is renewed
-however long it runs, so it is never taken from it.
+events and notifications until now + VOUCHERHOOK_LEASE_EXPIRY as soon as a message arrives (that
+message's ids only: renewing everything held at each arrival wrote each event's row several
+times), and renews every lease it holds every third of that. A worker that dies (SIGKILL, out
+of memory, its machine gone) renews nothing: its leases run out, and the sweep of any live
+worker hands those events and notifications to the broker again. A slow batch of a live worker
+is renewed however long it runs, so it is never taken from it.
 
 The lease is one UPDATE per message taken (a message carries up to 100 ids) and one per
 renewal, from a thread beside the consumer: the tasks themselves write nothing more.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,6 +83,8 @@ class Heartbeat:
         # request as held, and a retry waiting for its countdown is not listed until it is due:
         # both are held all the same.
         self._unacknowledged: list[Any] = []
+        # Received since the last lease: leased at once, without renewing the rest.
+        self._arrived: list[Any] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
         # Listening from now on: a message taken before `start` is leased at the first beat.
@@ -107,6 +111,7 @@ class Heartbeat:
         if request is not None:
             with self._lock:
                 self._unacknowledged.append(request)
+                self._arrived.append(request)
         self._wake.set()
 
     def beat(self) -> tuple[int, int]:
@@ -116,27 +121,41 @@ class Heartbeat:
                 r for r in self._unacknowledged if not getattr(r, "acknowledged", True)
             ]
             received = list(self._unacknowledged)
+            self._arrived = []
         event_ids, notification_ids = self._held()
         new_events, new_notifications = _ids(received)
-        event_ids = sorted({*event_ids, *new_events})
-        notification_ids = sorted({*notification_ids, *new_notifications})
+        return self._lease({*event_ids, *new_events}, {*notification_ids, *new_notifications})
+
+    def lease_arrived(self) -> tuple[int, int]:
+        """Lease what arrived since the last lease, and nothing else; answers as `beat`."""
+        with self._lock:
+            arrived, self._arrived = self._arrived, []
+        event_ids, notification_ids = _ids(arrived)
+        return self._lease(set(event_ids), set(notification_ids))
+
+    def _lease(self, event_ids: set[str], notification_ids: set[int]) -> tuple[int, int]:
         if not event_ids and not notification_ids:
             return 0, 0
         until = datetime.now(UTC) + timedelta(seconds=self._expiry)
         with self._engine.begin() as conn:
             return (
-                eventlog.lease(conn, event_ids, until, self.holder),
-                notification_store.lease(conn, notification_ids, until),
+                eventlog.lease(conn, sorted(event_ids), until, self.holder),
+                notification_store.lease(conn, sorted(notification_ids), until),
             )
 
     def _run(self) -> None:
+        renew_at = time.monotonic()
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(max(0.0, renew_at - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.beat()
+                if time.monotonic() >= renew_at:
+                    renew_at = time.monotonic() + self.interval
+                    self.beat()
+                else:
+                    self.lease_arrived()
             except Exception as exc:
                 # Tried again at the next beat; leases missed meanwhile may run out, and the
                 # events be dispatched again: processing twice books once.

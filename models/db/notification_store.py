@@ -106,18 +106,7 @@ def claim_due(
     next ones, so that one claim took every delivery waiting."""
     if limit <= 0:
         return []
-    chosen = (
-        select(notifications.c.seq)
-        .where(notifications.c.status == "pending")
-        .where(notifications.c.channel == channel)
-        .order_by(notifications.c.due_at, notifications.c.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    if due_by is not None:
-        chosen = chosen.where(notifications.c.due_at <= due_by)
-    if ids is not None:
-        chosen = chosen.where(notifications.c.seq.in_(ids))
+    chosen = due_statement(channel, limit, due_by=due_by, ids=ids)
     which: ColumnElement[bool]
     if conn.dialect.name == "postgresql":
         which = notifications.c.seq == any_(func.array(chosen.scalar_subquery()))
@@ -134,6 +123,30 @@ def claim_due(
         .returning(*notifications.c)
     ).all()
     return sorted(rows, key=lambda row: (row.due_at, row.seq))
+
+
+def due_statement(
+    channel: str,
+    limit: int,
+    *,
+    due_by: datetime | None = None,
+    ids: Sequence[int] | None = None,
+) -> Select[Any]:
+    """The seqs `claim_due` takes, locked: read in the order of
+    `ix_notifications_status_channel_due_at_seq`, the first `limit` and no more."""
+    chosen = (
+        select(notifications.c.seq)
+        .where(notifications.c.status == "pending")
+        .where(notifications.c.channel == channel)
+        .order_by(notifications.c.due_at, notifications.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if due_by is not None:
+        chosen = chosen.where(notifications.c.due_at <= due_by)
+    if ids is not None:
+        chosen = chosen.where(notifications.c.seq.in_(ids))
+    return chosen
 
 
 def put_back(conn: Connection, ids: Sequence[int]) -> None:

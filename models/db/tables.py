@@ -272,8 +272,9 @@ notifications = Table(
     Index("ix_notifications_event_id", "event_id"),
     # By status in sequence order: a newest-first page in one status reads that page only.
     Index("ix_notifications_status_seq", "status", "seq"),
-    # The senders take a channel's waiting deliveries, those due first first.
-    Index("ix_notifications_status_channel_due_at", "status", "channel", "due_at"),
+    # The senders take a channel's waiting deliveries, those due first first (seq breaks the
+    # ties of a batch planned at one moment: a claim reads the rows it takes, no more).
+    Index("ix_notifications_status_channel_due_at_seq", "status", "channel", "due_at", "seq"),
 )
 
 # Numbers a worker computes now and then over the whole books (`workers.books_check`), read
