@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from models.console import EventFilter, Window
 from models.db import (
+    batch_sql,
     console_books,
     console_queries,
     eventlog,
@@ -302,6 +303,37 @@ def test_a_send_claim_reads_the_deliveries_it_takes_only(log: Log) -> None:
     read = rows_read(plan, "notifications")
     assert read == take and not sorts(plan), (
         f"a claim of {take} read {read} of {waiting} deliveries waiting:\n{shown}"
+    )
+
+
+def test_a_lease_reads_the_events_it_leases_only(log: Log) -> None:
+    """A backlog built up since the statistics were taken (they say few events are pending):
+    a lease of a message's 100 events finds them by id, instead of reading every pending
+    event through the outbox index and testing each against the ids."""
+    backlog, ids = 5000, [f"evt_backlog_{n}" for n in range(2000, 2100)]
+    with log.engine.connect() as conn, conn.begin() as transaction:
+        conn.execute(
+            text(
+                "INSERT INTO events (id, type, status, received_at, body, headers) "
+                "SELECT 'evt_backlog_' || n, 'redemption.succeeded', 'pending', now(), "
+                "convert_to('{}', 'UTF8'), CAST('{}' AS json) FROM generate_series(1, :n) AS n"
+            ),
+            {"n": backlog},
+        )
+        statement = batch_sql.lease_statement(
+            events, events.c.id, ids, {"lease_until": datetime.now(UTC), "leased_by": "w"}
+        )
+        compiled = statement.compile(
+            dialect=postgresql.dialect(), compile_kwargs={"render_postcompile": True}
+        )
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
+        ).scalar_one()
+        shown = explain(conn, statement, "TEXT")
+        transaction.rollback()
+    read = rows_read(plan, "events")
+    assert read <= 2 * len(ids), (
+        f"a lease of {len(ids)} events read {read} rows with {backlog} pending:\n{shown}"
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TextClause,
+    Update,
     bindparam,
     func,
     select,
@@ -96,6 +97,15 @@ def _insert_from_json(
     return text(sql)
 
 
+def is_pending(table: Table) -> ColumnElement[bool]:
+    """`status = 'pending'`, for a query that finds its rows by key: written so that no index
+    on status can serve it. Otherwise PostgreSQL may read every pending row through such an
+    index (the partial `ix_events_outbox`) and test each against the keys, whenever its
+    statistics say few rows are pending: right after a backlog built up, or in a table not
+    analyzed yet, a lease or a batch's update of 100 events read every event waiting."""
+    return table.c.status.concat("") == "pending"
+
+
 def lease_pending(
     conn: Connection,
     table: Table,
@@ -108,12 +118,17 @@ def lease_pending(
     a lease never waits for, nor deadlocks with, the work it covers. The rows set."""
     if not ids:
         return 0
+    done = conn.execute(lease_statement(table, key, ids, values))
+    return int(done.rowcount or 0)
+
+
+def lease_statement(
+    table: Table, key: ColumnElement[Any], ids: Sequence[Any], values: Mapping[str, Any]
+) -> Update:
+    """The statement of `lease_pending`: the rows found by `key`, pending ones kept."""
     held = (
         select(table.c.seq)
-        .where(key.in_(list(ids)), table.c.status == "pending")
+        .where(key.in_(list(ids)), is_pending(table))
         .with_for_update(skip_locked=True)
     )
-    done = conn.execute(
-        table.update().where(table.c.seq.in_(held.scalar_subquery())).values(**values)
-    )
-    return int(done.rowcount or 0)
+    return table.update().where(table.c.seq.in_(held.scalar_subquery())).values(**values)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 
-from models.db.batch_sql import lease_pending
+from models.db.batch_sql import is_pending, lease_pending
 from models.db.insert import insert
 from models.db.tables import event_counts, events, handler_runs
 from models.statuses import EventStatus
@@ -138,7 +138,7 @@ def unmark_dispatched(conn: Connection, ids: Iterable[str]) -> None:
     if ids:
         conn.execute(
             update(events)
-            .where(events.c.id.in_(ids), events.c.status == "pending")
+            .where(events.c.id.in_(ids), is_pending(events))
             .values(dispatched_at=None)
         )
 
@@ -148,7 +148,7 @@ def leased(conn: Connection, ids: Sequence[str], now: datetime) -> set[str]:
     if not ids:
         return set()
     stmt = select(events.c.id).where(
-        events.c.id.in_(list(ids)), events.c.status == "pending", events.c.lease_until >= now
+        events.c.id.in_(list(ids)), is_pending(events), events.c.lease_until >= now
     )
     return set(conn.scalars(stmt))
 
