@@ -5,7 +5,11 @@ URL read at send time and printed nowhere, and failed sends that name no address
 from __future__ import annotations
 
 import json
+import re
+import socketserver
 import subprocess
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,7 +185,7 @@ def test_a_webhook_unreachable_or_answering_an_error_is_reported_without_its_url
         gone.stop()
 
     assert str(unreachable.value).startswith(
-        "the operations webhook could not be reached (ConnectError: "
+        "the operations webhook could not be reached (ConnectionRefusedError: "
     )
     assert str(unreachable.value).endswith("check NOTIFY_WEBHOOK_URL and the network")
     assert str(refused.value) == (
@@ -189,6 +193,61 @@ def test_a_webhook_unreachable_or_answering_an_error_is_reported_without_its_url
     )
     for error in (str(unreachable.value), str(refused.value)):
         assert "127.0.0.1" not in error and "/hooks" not in error and "secret" not in error
+
+
+def test_a_webhook_is_posted_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY (or ALL_PROXY) set and the host not in NO_PROXY: the post goes to the proxy,
+    which is asked for the webhook's URL."""
+    proxy = HttpSink()
+    proxy.start()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    try:
+        sender = WebhookSender("http://hooks.example.invalid/services/T000/B000/secret-token")
+        sender.send(WEBHOOK_RECIPIENT, "", "through the proxy", "key-proxy")
+        monkeypatch.setenv("NO_PROXY", "hooks.example.invalid")
+        with pytest.raises(SendError, match="could not be reached"):  # no proxy, no such host
+            WebhookSender("http://hooks.example.invalid/x").send(WEBHOOK_RECIPIENT, "", "t", "k")
+    finally:
+        proxy.stop()
+    assert proxy.requests == [{"text": "through the proxy"}]
+    assert proxy.keys == {"key-proxy": 1}
+
+
+def test_a_webhook_connection_closed_by_the_server_while_idle_is_not_used_again() -> None:
+    """The sender keeps connections alive between posts; one the server closed while it was
+    idle (its keep-alive timeout, without a `Connection: close`) is replaced before the next
+    post, which arrives instead of failing."""
+    bodies: list[Any] = []
+
+    class AnswerOnceThenClose(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += self.request.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            found = re.search(rb"(?i)content-length: *(\d+)", head)
+            assert found is not None
+            while len(body) < int(found.group(1)):
+                body += self.request.recv(65536)
+            bodies.append(json.loads(body))
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), AnswerOnceThenClose)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = WebhookSender(f"http://127.0.0.1:{server.server_address[1]}/hooks/ops")
+        for n in range(3):
+            sender.send(WEBHOOK_RECIPIENT, "", f"post {n}", f"key-{n}")
+            time.sleep(0.1)  # idle: the server's close arrives
+        sender.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies == [{"text": f"post {n}"} for n in range(3)]
 
 
 # Failed sends name no address --------------------------------------------------------------------

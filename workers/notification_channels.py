@@ -1,4 +1,4 @@
-"""Notification channels: email over SMTP, and an outbound webhook with httpx.
+"""Notification channels: email over SMTP, and an outbound webhook over HTTP.
 
 A failed send raises `SendError`, whose message is stored on the delivery and logged: it names
 the SMTP code or the HTTP status and what to check, never a recipient's address nor the
@@ -7,16 +7,23 @@ webhook's URL (a credential).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
+import queue
 import re
+import select
 import smtplib
+import socket
 import ssl
+import urllib.request
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx
+import orjson
 
 from models.notifications import NOT_ONE_PLAIN_ADDRESS, WEBHOOK_RECIPIENT, plain_address
 from models.redaction import scrub_text
@@ -165,19 +172,37 @@ class EmailSender:
 
 class WebhookSender:
     """Posts to the URL it is given (NOTIFY_WEBHOOK_URL, read from the settings), whatever the
-    URL was when the delivery was planned: a rotated URL serves pending deliveries too."""
+    URL was when the delivery was planned: a rotated URL serves pending deliveries too.
+
+    The post goes over the standard library's `http.client`, on connections kept alive from one
+    post to the next of a task, each used by one thread at a time: it
+    costs a quarter of httpx's CPU per post, which made the senders slower than the events they
+    notify about (docs/performance.md). A connection the server closed while it was idle is
+    dropped before it is used; one that fails during a post is dropped, and the delivery is
+    retried later (its Idempotency-Key lets the receiver drop a double). When the environment
+    names a proxy for the URL (HTTPS_PROXY, ALL_PROXY, not excluded by NO_PROXY), httpx posts
+    instead, through that proxy."""
 
     parallel = 8
-    """Posts in flight at once (the client is thread-safe and keeps a connection alive for
-    each): a round trip's wait is spent on the next ones. More threads cost more CPU per post
-    than they save waiting (each takes Python's lock in turn)."""
+    """Posts in flight at once, each on a connection of its own: a round trip's wait is spent
+    on the next ones."""
     window = 32
     """Posts claimed at once: a transaction costs more than a post to a fast endpoint, so the
     claim's, and that recording the outcomes, are shared by half of them."""
+    timeout = 10.0
+    """Seconds to connect, and between two reads or writes."""
 
-    def __init__(self, url: str, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self._url = url
-        self._client = client or httpx.Client(timeout=10.0)
+        parts = urlsplit(url)
+        self._parts = parts
+        self._target = parts.path or "/"
+        if parts.query:
+            self._target += f"?{parts.query}"
+        self._authorization = _basic_auth(parts.username, parts.password)
+        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._proxied = httpx.Client(timeout=self.timeout) if _proxied(parts) else None
+        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
 
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
         if recipient != WEBHOOK_RECIPIENT:
@@ -185,26 +210,88 @@ class WebhookSender:
                 f"not sent: a webhook delivery's recipient must be {WEBHOOK_RECIPIENT}; run "
                 "`voucherhook migrate`, which rewrites deliveries planned before"
             )
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        if self._authorization:
+            headers["Authorization"] = self._authorization
+        payload = orjson.dumps({"text": body})
         try:
-            response = self._client.post(
-                self._url, json={"text": body}, headers={"Idempotency-Key": key}
-            )
-        except httpx.HTTPError as exc:
+            if self._proxied is not None:
+                answer = self._proxied.post(self._url, content=payload, headers=headers)
+                status, reason = answer.status_code, answer.reason_phrase
+            else:
+                status, reason = self._post(payload, headers)
+        except (httpx.HTTPError, http.client.HTTPException, OSError) as exc:
             raise SendError(
                 f"the operations webhook could not be reached ({type(exc).__name__}: "
                 f"{self._redact(str(exc))}): check {WEBHOOK_RECIPIENT} and the network"
             ) from None
-        if not response.is_success:
+        if not 200 <= status < 300:
             raise SendError(
-                f"the operations webhook answered {response.status_code} "
-                f"{response.reason_phrase}: check {WEBHOOK_RECIPIENT}"
+                f"the operations webhook answered {status} {reason}: check {WEBHOOK_RECIPIENT}"
             )
 
     def close(self) -> None:
-        """Nothing to end: the client keeps its connections alive between batches."""
+        """End a task's batch: its connections are closed (a task sends for seconds, so a
+        connection serves many posts; none lingers between tasks)."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def _post(self, payload: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        connection = self._connection()
+        try:
+            connection.request("POST", self._target, body=payload, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+        except BaseException:
+            connection.close()
+            raise
+        self._idle.put(connection)  # closed by http.client when the server said so
+        return answer.status, answer.reason
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """An idle connection the server has not closed meanwhile, or a new one (connected by
+        its first request)."""
+        while True:
+            try:
+                connection = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if connection.sock is None or not _readable(connection.sock):
+                return connection
+            connection.close()  # the server closed it, or sent what nobody asked for
+        host, port = self._parts.hostname or "", self._parts.port
+        if self._tls is not None:
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._tls)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def _redact(self, text: str) -> str:
-        for shown in (self._url, str(httpx.URL(self._url)), urlsplit(self._url).path):
+        for shown in (self._url, str(httpx.URL(self._url)), self._parts.path):
             if shown and shown != "/":
                 text = text.replace(shown, WEBHOOK_RECIPIENT)
         return text
+
+
+def _proxied(parts: SplitResult) -> bool:
+    """Whether the environment names a proxy for this URL."""
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read: the server closed it."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _basic_auth(user: str | None, password: str | None) -> str | None:
+    """The Authorization header of credentials written in the URL."""
+    if user is None:
+        return None
+    pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+    return f"Basic {base64.b64encode(pair).decode()}"
