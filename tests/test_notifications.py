@@ -220,8 +220,10 @@ def test_a_webhook_is_posted_through_the_proxy_the_environment_names(
 def test_a_webhook_connection_closed_by_the_server_while_idle_is_not_used_again() -> None:
     """The sender keeps connections alive between posts; one the server closed while it was
     idle (its keep-alive timeout, without a `Connection: close`) is replaced before the next
-    post, which arrives instead of failing."""
+    post, which arrives instead of failing. Each carries the sender's name, and credentials
+    written in the URL as HTTP Basic authentication."""
     bodies: list[Any] = []
+    heads: list[bytes] = []
 
     class AnswerOnceThenClose(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -234,12 +236,14 @@ def test_a_webhook_connection_closed_by_the_server_while_idle_is_not_used_again(
             while len(body) < int(found.group(1)):
                 body += self.request.recv(65536)
             bodies.append(json.loads(body))
+            heads.append(head)
             self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), AnswerOnceThenClose)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        sender = WebhookSender(f"http://127.0.0.1:{server.server_address[1]}/hooks/ops")
+        port = server.server_address[1]
+        sender = WebhookSender(f"http://ops:s%40cret@127.0.0.1:{port}/hooks/ops?channel=x")
         for n in range(3):
             sender.send(WEBHOOK_RECIPIENT, "", f"post {n}", f"key-{n}")
             time.sleep(0.1)  # idle: the server's close arrives
@@ -248,6 +252,10 @@ def test_a_webhook_connection_closed_by_the_server_while_idle_is_not_used_again(
         server.shutdown()
         server.server_close()
     assert bodies == [{"text": f"post {n}"} for n in range(3)]
+    for head in heads:
+        assert head.startswith(b"POST /hooks/ops?channel=x HTTP/1.1\r\n")
+        assert b"\r\nAuthorization: Basic b3BzOnNAY3JldA==" in head  # ops:s@cret
+        assert b"\r\nUser-Agent: voucherhook/" in head
 
 
 # Failed sends name no address --------------------------------------------------------------------

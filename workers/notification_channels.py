@@ -27,6 +27,7 @@ import orjson
 
 from models.notifications import NOT_ONE_PLAIN_ADDRESS, WEBHOOK_RECIPIENT, plain_address
 from models.redaction import scrub_text
+from workers.parsing import version
 
 
 class Sender(Protocol):
@@ -199,7 +200,12 @@ class WebhookSender:
         self._target = parts.path or "/"
         if parts.query:
             self._target += f"?{parts.query}"
-        self._authorization = _basic_auth(parts.username, parts.password)
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"voucherhook/{version()}",
+        }
+        if parts.username is not None:  # credentials in the URL: HTTP Basic
+            self._headers["Authorization"] = _basic_auth(parts.username, parts.password)
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
         self._proxied = httpx.Client(timeout=self.timeout) if _proxied(parts) else None
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
@@ -210,9 +216,7 @@ class WebhookSender:
                 f"not sent: a webhook delivery's recipient must be {WEBHOOK_RECIPIENT}; run "
                 "`voucherhook migrate`, which rewrites deliveries planned before"
             )
-        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-        if self._authorization:
-            headers["Authorization"] = self._authorization
+        headers = {**self._headers, "Idempotency-Key": key}
         payload = orjson.dumps({"text": body})
         try:
             if self._proxied is not None:
@@ -289,9 +293,7 @@ def _readable(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-def _basic_auth(user: str | None, password: str | None) -> str | None:
+def _basic_auth(user: str, password: str | None) -> str:
     """The Authorization header of credentials written in the URL."""
-    if user is None:
-        return None
     pair = f"{unquote(user)}:{unquote(password or '')}".encode()
     return f"Basic {base64.b64encode(pair).decode()}"
