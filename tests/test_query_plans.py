@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.dialects import postgresql
 
 from models.console import EventFilter, Window
 from models.db import (
@@ -192,10 +191,12 @@ HOT: dict[str, Query] = {
 }
 
 
-def explain(conn: Connection, statement: Any, form: str = "JSON") -> Any:
-    """The plan of `statement` with the values it carries, as the driver sends them."""
+def explain(conn: Connection, statement: Any, form: str = "JSON", *, analyze: bool = False) -> Any:
+    """The plan of `statement` with the values it carries, as the driver sends them; with
+    `analyze`, as it ran (the statement is executed: roll back what it writes)."""
     compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    found = conn.exec_driver_sql(f"EXPLAIN (FORMAT {form}) {compiled.string}", compiled.params)
+    options = f"ANALYZE, FORMAT {form}" if analyze else f"FORMAT {form}"
+    found = conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled.string}", compiled.params)
     return found.scalar_one() if form == "JSON" else "\n".join(row[0] for row in found)
 
 
@@ -266,11 +267,8 @@ def test_a_console_search_reads_a_bounded_stretch_of_the_log(log: Log, status: s
     statement = console_queries.events_statement(
         EventFilter(q="in-no-body", status=status), limit=51, scan=scan
     )
-    compiled = statement.compile(dialect=postgresql.dialect())
     with log.engine.connect() as conn:
-        plan = conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
-        ).scalar_one()
+        plan = explain(conn, statement, analyze=True)
         shown = explain(conn, statement, "TEXT")
     read = rows_read(plan, "events")
     assert scan <= read <= 2 * scan, f"the search read {read} events of {LOG}:\n{shown}"
@@ -294,10 +292,7 @@ def test_a_send_claim_reads_the_deliveries_it_takes_only(log: Log) -> None:
         )
         conn.execute(text("ANALYZE notifications"))
         statement = notification_store.due_statement("webhook", take, due_by=now)
-        compiled = statement.compile(dialect=postgresql.dialect())
-        plan = conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
-        ).scalar_one()
+        plan = explain(conn, statement, analyze=True)
         shown = explain(conn, statement, "TEXT")
         transaction.rollback()
     read = rows_read(plan, "notifications")
@@ -323,12 +318,7 @@ def test_a_lease_reads_the_events_it_leases_only(log: Log) -> None:
         statement = batch_sql.lease_statement(
             events, events.c.id, ids, {"lease_until": datetime.now(UTC), "leased_by": "w"}
         )
-        compiled = statement.compile(
-            dialect=postgresql.dialect(), compile_kwargs={"render_postcompile": True}
-        )
-        plan = conn.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled.string}", compiled.params
-        ).scalar_one()
+        plan = explain(conn, statement, analyze=True)
         shown = explain(conn, statement, "TEXT")
         transaction.rollback()
     read = rows_read(plan, "events")
