@@ -176,9 +176,9 @@ class WebhookSender:
     URL was when the delivery was planned: a rotated URL serves pending deliveries too.
 
     The post goes over the standard library's `http.client`, on connections kept alive from one
-    post to the next of a task, each used by one thread at a time: it
-    costs a quarter of httpx's CPU per post, which made the senders slower than the events they
-    notify about (docs/performance.md). A connection the server closed while it was idle is
+    post to the next of a task, each used by one thread at a time: it costs a quarter of httpx's
+    CPU per post, which made the senders slower than the events they notify about
+    (docs/performance.md). A connection the server closed while it was idle is
     dropped before it is used; one that fails during a post is dropped, and the delivery is
     retried later (its Idempotency-Key lets the receiver drop a double). When the environment
     names a proxy for the URL (HTTPS_PROXY, ALL_PROXY, not excluded by NO_PROXY), httpx posts
@@ -207,7 +207,7 @@ class WebhookSender:
         if parts.username is not None:  # credentials in the URL: HTTP Basic
             self._headers["Authorization"] = _basic_auth(parts.username, parts.password)
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
-        self._proxied = httpx.Client(timeout=self.timeout) if _proxied(parts) else None
+        self._through_proxy = httpx.Client(timeout=self.timeout) if _proxied(parts) else None
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
 
     def send(self, recipient: str, subject: str, body: str, key: str) -> None:
@@ -219,8 +219,8 @@ class WebhookSender:
         headers = {**self._headers, "Idempotency-Key": key}
         payload = orjson.dumps({"text": body})
         try:
-            if self._proxied is not None:
-                answer = self._proxied.post(self._url, content=payload, headers=headers)
+            if self._through_proxy is not None:
+                answer = self._through_proxy.post(self._url, content=payload, headers=headers)
                 status, reason = answer.status_code, answer.reason_phrase
             else:
                 status, reason = self._post(payload, headers)
