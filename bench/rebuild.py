@@ -25,9 +25,9 @@
    (it must: the live state was computed by the same rules from the same log), and the rows
    the rebuild wrote (0 here: it writes only rows that differ).
 
-Peak RSS: for the subprocess, `ru_maxrss` of that child (os.wait4); in this process, VmHWM
-after resetting it (`/proc/self/clear_refs`) just before the rebuild, shown beside the RSS the
-process already had (the fill leaves the interpreter's heap large).
+Peak RSS: the command's, or that of a folding process it started if larger, started from a
+small process of its own (`tests.support.peak_rss`): started from this one, it would count the
+gigabyte the fill leaves here.
 
 The database is dropped at the end, also on error or Ctrl-C (SIGTERM too).
 
@@ -47,7 +47,6 @@ import platform
 import pstats
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +79,7 @@ from models.db.tables import events as events_table
 from models.db.tables import handler_runs
 from models.identity import identify
 from models.routing import handlers_for
+from tests.support import peak_rss
 from tests.support.payloads import REWARD_REDEMPTION, envelope, reward_redemption
 from tests.unit.recorded import REDEMPTION, redemption, stack
 from workers.handlers.base import Config
@@ -433,9 +433,8 @@ def rebuild_here(engine: Engine, profile: Path, processes: int | None) -> None:
 
 
 def timed(how: str, size: int, command: list[str], database_url: str, tmp: Path) -> Timing:
-    """Run a rebuild command printing `voucherhook rebuild --json`'s JSON; its peak RSS is
-    the child's ru_maxrss (os.wait4), which includes none of this process's memory (the
-    folding processes it starts have their own, see the note in the report)."""
+    """Run a rebuild command printing `voucherhook rebuild --json`'s JSON; its peak RSS and
+    CPU (`tests.support.peak_rss`: none of this process's memory)."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -445,15 +444,8 @@ def timed(how: str, size: int, command: list[str], database_url: str, tmp: Path)
     out, err = tmp / "rebuild.out", tmp / "rebuild.err"
     load_before = os.getloadavg()[0]
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
-        try:
-            _pid, status, usage = os.wait4(child.pid, 0)
-        except BaseException:
-            child.kill()
-            child.wait()
-            raise
-        child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
+        measured = peak_rss.run(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+    if measured.returncode != 0:
         raise BenchError(f"{how} failed: {err.read_text().strip()[-2000:]}")
     shown = json.loads(out.read_text())
     return Timing(
@@ -461,11 +453,11 @@ def timed(how: str, size: int, command: list[str], database_url: str, tmp: Path)
         size,
         int(shown["events"]),
         float(shown["seconds"]),
-        usage.ru_maxrss / 1024,
+        measured.peak_mb,
         shown["digest"],
         bool(shown["unchanged"]) and shown["digest_before"] == shown["digest"],
         int(shown["rows_written"]),
-        usage.ru_utime + usage.ru_stime,
+        measured.cpu_s,
         (load_before, os.getloadavg()[0]),
     )
 
@@ -515,8 +507,8 @@ def report(args: argparse.Namespace, fills: dict[int, float], timings: list[Timi
             f" {t.load[0]:>4.1f}-{t.load[1]:<4.1f}  {verdict}"
         )
     print(
-        "peak RSS: the command's own process (os.wait4 ru_maxrss); with --processes > 1 each "
-        "folding process has its own, about the size of a 1-process rebuild's. CPU s: user + "
+        "peak RSS: the largest of the command's process and the folding processes it started "
+        "(each about the size of a 1-process rebuild's). CPU s: user + "
         "system of the command and the processes it started (not the database server's)"
     )
     print(f"goal (docs/performance.md): >= {GOAL:,.0f} events/s at 1,000,000 events")

@@ -4,15 +4,13 @@ ten times as long (the same mix, the same cards), peaks within a few megabytes o
 
 The logs are made with SQL (`tests.support.large_log`): redemptions of every kind, reward
 redemptions, rollbacks, failed and pending events and types no handler takes. The peak is the
-command's own resident set at its largest, or that of a process it started if larger
-(`os.wait4`'s ru_maxrss: the largest of the process and the children it waited for).
+command's own resident set at its largest, or that of a process it started if larger, and
+none of this test run's (`tests.support.peak_rss`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from sqlalchemy import func, select
 from models.db import schema
 from models.db.engine import make_engine
 from models.db.tables import handler_runs
-from tests.support import large_log, services
+from tests.support import large_log, peak_rss, services
 from tests.support.processes import base_env, voucherhook
 
 SMALL, LARGE = 3_000, 30_000
@@ -64,16 +62,14 @@ def rebuild_peaks(
 def _peak(url: str, redis_url: str, tmp: Path, processes: int) -> tuple[float, int]:
     out, err = tmp / "rebuild.out", tmp / "rebuild.err"
     with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen(
+        measured = peak_rss.run(
             voucherhook("rebuild", "--json", "--processes", str(processes)),
             env=base_env(url, redis_url),
             stdout=stdout,
             stderr=stderr,
         )
-        _pid, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    assert child.returncode == 0, err.read_text()
-    return usage.ru_maxrss / 1024, int(json.loads(out.read_text())["events"])
+    assert measured.returncode == 0, err.read_text()
+    return measured.peak_mb, int(json.loads(out.read_text())["events"])
 
 
 @pytest.mark.slow
