@@ -29,17 +29,35 @@ class Asks:
     """The redemptions and keys a batch asks about."""
 
     def __init__(self) -> None:
-        self.redemptions: set[str] = set()
-        """Whose notes (seen, a stack's parent) and own bookings are asked."""
+        self.noted: set[str] = set()
+        """Whose notes are asked (seen, a stack's parent)."""
         self.parents: set[str] = set()
         """Whose children's notes are asked."""
+        self.booked: set[str] = set()
+        """Whose own bookings are asked."""
         self.keys: set[str] = set()
         """Whose bookings are asked."""
         self.movements: set[tuple[str, str]] = set()
         """(card, key): whose report kept is asked."""
 
     def __bool__(self) -> bool:
-        return bool(self.redemptions or self.parents or self.keys or self.movements)
+        return bool(self.noted or self.parents or self.booked or self.keys or self.movements)
+
+    def add(self, other: Asks) -> None:
+        """Ask what `other` asks too (its movements aside)."""
+        self.noted |= other.noted
+        self.parents |= other.parents
+        self.booked |= other.booked
+        self.keys |= other.keys
+
+    def minus(self, read: Asks) -> Asks:
+        """What is asked here and not in `read` (movements aside)."""
+        left = Asks()
+        left.noted = self.noted - read.noted
+        left.parents = self.parents - read.parents
+        left.booked = self.booked - read.booked
+        left.keys = self.keys - read.keys
+        return left
 
 
 class LedgerRows:
@@ -60,18 +78,16 @@ class LedgerRows:
         self._entries: dict[int, dict[int, Entry]] = {}
 
     def fetch(self, asks: Asks) -> None:
-        """Read the rows about these redemptions and keys."""
-        redemptions = asks.redemptions - self._read.redemptions
-        parents = asks.parents - self._read.parents
-        keys = asks.keys - self._read.keys
-        if redemptions or parents:
-            self._add_notes(fold_reads.notes_about(self.conn, redemptions, parents))
-        if redemptions or keys:
-            bookings, entries = fold_reads.bookings_about(self.conn, redemptions, keys)
+        """Read the rows about these redemptions and keys (the notes and the bookings apart: a
+        stack asks about notes only, and the bookings have no index until the rest is folded,
+        `models.db.fold_store.index_bookings`)."""
+        left = asks.minus(self._read)
+        if left.noted or left.parents:
+            self._add_notes(fold_reads.notes_about(self.conn, left.noted, left.parents))
+        if left.booked or left.keys:
+            bookings, entries = fold_reads.bookings_about(self.conn, left.booked, left.keys)
             self._add_bookings(bookings, entries)
-        self._read.redemptions |= redemptions
-        self._read.parents |= parents
-        self._read.keys |= keys
+        self._read.add(left)
 
     def staged_note(self, note: Note) -> None:
         self._add_notes([note])
@@ -82,13 +98,13 @@ class LedgerRows:
     # --- answers, as of a place ---------------------------------------------------------------
 
     def seen(self, redemption_id: str, before: int) -> bool:
-        self._need(redemptions={redemption_id})
+        self._need(noted={redemption_id})
         return folded.seen(self._notes.get(redemption_id, {}).values(), redemption_id, before)
 
     def stack(self, parent_id: str, before: int) -> StackCheck:
-        self._need(redemptions={parent_id}, parents={parent_id})
+        self._need(noted={parent_id}, parents={parent_id})
         # A child named only by a note staged here: its notes read from the table too.
-        self._need(redemptions=self._children.get(parent_id, set()))
+        self._need(noted=self._children.get(parent_id, set()))
         ids = {parent_id, *self._children.get(parent_id, ())}
         notes = [note for i in ids for note in self._notes.get(i, {}).values()]
         return folded.stack(notes, parent_id, before)
@@ -97,7 +113,7 @@ class LedgerRows:
         self, redemption_id: str, order_id: str | None, before: int
     ) -> list[Transaction]:
         gross = folded.gross_key(order_id)
-        self._need(redemptions={redemption_id}, keys={gross} if gross else set())
+        self._need(booked={redemption_id}, keys={gross} if gross else set())
         bookings = [
             *self._by_redemption.get(redemption_id, {}).values(),
             *(self._by_key.get(gross, {}).values() if gross else ()),
@@ -107,20 +123,23 @@ class LedgerRows:
 
     def _need(
         self,
-        redemptions: Iterable[str] = (),
+        noted: Iterable[str] = (),
         parents: Iterable[str] = (),
+        booked: Iterable[str] = (),
         keys: Iterable[str] = (),
     ) -> None:
         asks = Asks()
-        asks.redemptions = set(redemptions) - self._read.redemptions
-        asks.parents = set(parents) - self._read.parents
-        asks.keys = set(keys) - self._read.keys
+        asks.noted, asks.parents, asks.booked, asks.keys = (
+            set(noted),
+            set(parents),
+            set(booked),
+            set(keys),
+        )
+        asks = asks.minus(self._read)
         if not asks:
             return
         if self.asking is not None:
-            self.asking.redemptions |= asks.redemptions
-            self.asking.parents |= asks.parents
-            self.asking.keys |= asks.keys
+            self.asking.add(asks)
             raise Unknown
         self.fetch(asks)  # not asked for beforehand: read now
 

@@ -72,20 +72,18 @@ def notes_about(
     conn: Connection, redemptions: Collection[str], parents: Collection[str]
 ) -> list[Note]:
     """Every note of these redemptions, of these parents and of each redemption a note names
-    as a child of one of them."""
+    as a child of one of them. Two lookups, each through its index: the children, then the
+    notes (one statement with an OR of both reads every note)."""
     n = FOLD_NOTES
+    named = sorted(set(parents))
+    children: set[str] = set()
+    for start in range(0, len(named), CHUNK):
+        which = n.c.parent_id.in_(named[start : start + CHUNK])
+        children.update(conn.scalars(select(n.c.redemption_id).where(which)))
+    ids = sorted({*redemptions, *parents, *children})
     found: list[Note] = []
-    ids, named = sorted({*redemptions, *parents}), sorted(set(parents))
-    for start in range(0, max(len(ids), len(named)), CHUNK):
-        children = select(n.c.redemption_id).where(n.c.parent_id.in_(named[start : start + CHUNK]))
-        rows = conn.execute(
-            select(n).where(
-                or_(
-                    n.c.redemption_id.in_(ids[start : start + CHUNK]),
-                    n.c.redemption_id.in_(children),
-                )
-            )
-        )
+    for start in range(0, len(ids), CHUNK):
+        rows = conn.execute(select(n).where(n.c.redemption_id.in_(ids[start : start + CHUNK])))
         found += [Note(*row) for row in rows]
     return found
 

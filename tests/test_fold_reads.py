@@ -1,0 +1,93 @@
+"""What a rebuild's main process reads back from the fold's tables stays small as the fold
+grows: a question about a few redemptions reads their rows through an index, never every row
+folded so far. (A stack in every thousand events once read all the notes and bookings folded
+before it: a rebuild of one million events took three times as long as its length implies.)
+
+Counted by PostgreSQL itself: `pg_stat_xact_user_tables`, for the fold's temporary tables, in
+the rebuild's own transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, text
+
+from models.db import fold_store
+from models.folded import Booking, Entry, Note
+from models.ledger import StackCheck
+from workers.rebuild_ledger import LedgerRows
+from workers.rebuild_shard import Staged, place
+
+FOLDED = 20_000
+"""Redemptions folded before the question, each noted and booked."""
+
+
+def reads(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Rows read from each fold table in this transaction: (sequentially, through an index)."""
+    found = conn.execute(
+        text(
+            "SELECT relname, coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0) "
+            "FROM pg_stat_xact_user_tables WHERE relname LIKE 'fold%'"
+        )
+    )
+    return {name: (seq, idx) for name, seq, idx in found}
+
+
+def folded(conn: Connection) -> None:
+    """The fold's tables, with `FOLDED` redemptions noted and booked, then a stack (two
+    children noted before their parent)."""
+    notes = [Note(place(n), f"r{n}", "plain", None, f"o{n}", 100, f"e{n}") for n in range(FOLDED)]
+    notes += [
+        Note(place(FOLDED), "r_child_1", "child", "r_parent", "o_stack", 300, "e_c1"),
+        Note(place(FOLDED + 1), "r_child_2", "child", "r_parent", "o_stack", 200, "e_c2"),
+        Note(place(FOLDED + 2), "r_parent", "parent", None, "o_stack", 500, "e_p"),
+    ]
+    bookings = [
+        Booking(place(n), f"redemption:r{n}:discount", f"r{n}", f"e{n}", "d", "m")
+        for n in range(FOLDED)
+    ]
+    entries = [
+        Entry(place(n), pos, account, "EUR", amount)
+        for n in range(FOLDED)
+        for pos, account, amount in ((1, "discounts", 100), (2, "receivables", -100))
+    ]
+    fold_store.create(conn)
+    fold_store.add_bookings(conn, bookings, entries, notes)
+
+
+def read_since(before: dict[str, tuple[int, int]], conn: Connection) -> dict[str, tuple[int, int]]:
+    return {
+        name: (s - before[name][0], i - before[name][1]) for name, (s, i) in reads(conn).items()
+    }
+
+
+def test_a_stack_reads_its_own_notes_only_and_no_booking(engine: Engine) -> None:
+    """During the fold (the bookings have no index yet)."""
+    with engine.connect() as conn, conn.begin() as transaction:
+        folded(conn)
+        before = reads(conn)
+        check = LedgerRows(conn, Staged()).stack("r_parent", place(FOLDED + 3))
+        read = read_since(before, conn)
+        transaction.rollback()
+
+    assert check == StackCheck("r_parent", expected=500, booked=500, children=2)
+    assert read["fold_notes"][0] == 0, f"the stack read every note folded: {read}"
+    assert 0 < read["fold_notes"][1] <= 10, read
+    assert read["fold_transactions"] == (0, 0) and read["fold_postings"] == (0, 0), read
+
+
+def test_a_rollback_reads_its_originals_rows_only(engine: Engine) -> None:
+    """Once the rest is folded (`workers.rebuild_later`, the bookings indexed)."""
+    with engine.connect() as conn, conn.begin() as transaction:
+        folded(conn)
+        fold_store.index_bookings(conn)
+        before = reads(conn)
+        rows = LedgerRows(conn, Staged())
+        seen = rows.seen("r7", place(FOLDED))
+        found = rows.transactions_of_redemption("r7", "o7", place(FOLDED))
+        read = read_since(before, conn)
+        transaction.rollback()
+
+    assert seen
+    assert [t.key for t in found] == ["redemption:r7:discount"]
+    assert all(seq == 0 for seq, _idx in read.values()), f"read sequentially: {read}"
+    assert sum(idx for _seq, idx in read.values()) <= 10, read
