@@ -61,7 +61,7 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from bench.receiver import (
     PG_SERVER,
@@ -615,6 +615,10 @@ def measure(size: int, args: argparse.Namespace, tmp: Path) -> tuple[float, list
             try:
                 filled = fill(database_url, engine, args, size, tag)
                 counts = status_counts(engine)
+                # The statistics a live database has from autovacuum (a test server may run
+                # without it): the rebuild's plans read them.
+                with engine.begin() as conn:
+                    conn.execute(text("ANALYZE"))
             finally:
                 engine.dispose()
             if counts.get("processed", 0) != size:
