@@ -98,18 +98,9 @@ FOLD_CARDS = _scratch(
     "fold_cards", *_like(CARDS, *CARDS.key, key=True), *_like(CARDS, *CARDS.values)
 )
 FOLD_HOLDS = _scratch("fold_holds", *_like(HOLDS, *HOLDS.key, key=True))
-SETTLED_TRANSACTIONS = _scratch(
-    "fold_books_transactions",
-    *_like(TRANSACTIONS, "key", key=True),
-    *_like(TRANSACTIONS, *TRANSACTIONS.values),
-    _ord(),
-)
-SETTLED_REDEMPTIONS = _scratch(
-    "fold_books_redemptions",
-    *_like(REDEMPTIONS, *REDEMPTIONS.key, key=True),
-    *_like(REDEMPTIONS, *REDEMPTIONS.values),
-    _ord(),
-)
+FIRSTS = _scratch("fold_firsts", Column("grp", Text, primary_key=True), _ord())
+"""While `settle` works on a table: each group of more than one row, with its first row's
+place."""
 
 FOLD_LATER = _scratch(
     "fold_later",
@@ -241,22 +232,25 @@ def index_bookings(conn: Connection) -> None:
 
 
 def settle(conn: Connection) -> Transaction | None:
-    """Keep the first booking of each key and the first note of each redemption; answer the
-    first booking (in the fold) of a key already booked with other postings, if any."""
+    """Keep the first booking of each key and the first note of each redemption (the later
+    ones are deleted: few, when any); answer the first booking (in the fold) of a key already
+    booked with other postings, if any (then nothing is deleted)."""
     t = FOLD_TRANSACTIONS
     _analyze(conn, t, FOLD_POSTINGS, FOLD_NOTES, FOLD_MOVEMENTS, FOLD_CARDS, FOLD_HOLDS)
-    _keep_first(conn, SETTLED_TRANSACTIONS, t, t.c.key)
-    _keep_first(conn, SETTLED_REDEMPTIONS, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
-    _analyze(conn, SETTLED_TRANSACTIONS, SETTLED_REDEMPTIONS)
-    s = SETTLED_TRANSACTIONS
+    _find_firsts(conn, t, t.c.key)
+    first = t.alias("first")
     conflict = conn.execute(
         select(t.c.ord, t.c.key, t.c.memo)
-        .join(s, s.c.key == t.c.key)
-        .where(t.c.digest != s.c.digest)
+        .join(FIRSTS, FIRSTS.c.grp == t.c.key)
+        .join(first, first.c.ord == FIRSTS.c.ord)
+        .where(t.c.digest != first.c.digest)
         .order_by(t.c.ord)
         .limit(1)
     ).first()
     if conflict is None:
+        _delete_later(conn, t, t.c.key)
+        _find_firsts(conn, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
+        _delete_later(conn, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
         return None
     p = FOLD_POSTINGS
     postings = conn.execute(
@@ -275,14 +269,17 @@ def _analyze(conn: Connection, *tables: Table) -> None:
         conn.execute(text(f"ANALYZE {', '.join(table.name for table in tables)}"))
 
 
-def _keep_first(conn: Connection, into: Table, rows: Table, group: ColumnElement[Any]) -> None:
-    """Into `into` (its columns), the first row (in the fold) of `rows` of each `group`."""
-    columns = [c.name for c in into.columns]
-    first = select(func.min(rows.c.ord)).group_by(group)
+def _find_firsts(conn: Connection, rows: Table, group: ColumnElement[Any]) -> None:
+    """Into `FIRSTS`, each `group` of more than one row of `rows`, with its first place."""
+    conn.execute(delete(FIRSTS))
+    many = select(group, func.min(rows.c.ord)).group_by(group).having(func.count() > 1)
+    conn.execute(insert(conn, FIRSTS).from_select(["grp", "ord"], many))
+
+
+def _delete_later(conn: Connection, rows: Table, group: ColumnElement[Any]) -> None:
+    """Delete the rows of `rows` after the first of their group (`_find_firsts`)."""
     conn.execute(
-        insert(conn, into).from_select(
-            columns, select(*(rows.c[name] for name in columns)).where(rows.c.ord.in_(first))
-        )
+        delete(rows).where(group.in_(select(FIRSTS.c.grp)), rows.c.ord.not_in(select(FIRSTS.c.ord)))
     )
 
 
@@ -290,7 +287,7 @@ def computed(part: Part) -> FromClause:
     """The rows `part` must hold, with the part's column names (and `ord`, the order in which
     new rows are written, where it matters)."""
     if part is POSTINGS:
-        s, p = SETTLED_TRANSACTIONS, FOLD_POSTINGS
+        s, p = FOLD_TRANSACTIONS, FOLD_POSTINGS
         return (
             select(
                 s.c.key.label("transaction_key"),
@@ -304,8 +301,8 @@ def computed(part: Part) -> FromClause:
             .subquery("computed_postings")
         )
     tables = {
-        TRANSACTIONS: SETTLED_TRANSACTIONS,
-        REDEMPTIONS: SETTLED_REDEMPTIONS,
+        TRANSACTIONS: FOLD_TRANSACTIONS,
+        REDEMPTIONS: FOLD_NOTES,
         HOLDS: FOLD_HOLDS,
         MOVEMENTS: FOLD_MOVEMENTS,
         CARDS: FOLD_CARDS,
