@@ -38,7 +38,7 @@ from sqlalchemy import (
     type_coerce,
     union,
 )
-from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import JSONB
 
 from models.changes import Key, Values
 from models.db import bulk_io as bulk
@@ -121,8 +121,11 @@ class Part:
         """A key's rows go, and its computed ones come, when its stored sequence (by `seq`)
         differs from the computed one (by `pos`) in any row."""
         stored, (key,) = self.table, self.key
-        ours = _sequences(conn, stored, key, stored.c.seq, self.values).cte()
-        theirs = _sequences(conn, computed, key, computed.c.pos, self.values).cte()
+        rank = func.row_number().over(partition_by=stored.c[key], order_by=stored.c.seq)
+        ours = select(stored.c[key], rank.label("pos"), *(stored.c[n] for n in self.values)).cte()
+        theirs = select(
+            computed.c[key], computed.c.pos, *(computed.c[n] for n in self.values)
+        ).cte()
         columns = list(ours.c.keys())
         differ = _DIFFER
         differ.drop(conn, checkfirst=True)
@@ -158,30 +161,21 @@ _DIFFER = Table(
 """The keys whose sequences differ, while their rows are replaced."""
 
 
-def _sequences(
-    conn: Connection, rows: FromClause, key: str, order: ColumnElement[Any], values: Sequence[str]
-) -> Any:
-    """Each key's rows in `order`, in a form two sequences compare in: on PostgreSQL one row
-    per key, each value column gathered into an array in order (the comparison then joins a
-    row per key, not per posting: a third of the time, and no sort of every posting on disk);
-    elsewhere a row per row, numbered from 1 within its key (`pos`)."""
-    if conn.dialect.name == "postgresql":
-        arrays = [func.array_agg(aggregate_order_by(rows.c[n], order)).label(n) for n in values]
-        return select(rows.c[key], *arrays).group_by(rows.c[key])
-    rank = func.row_number().over(partition_by=rows.c[key], order_by=order)
-    return select(rows.c[key], rank.label("pos"), *(rows.c[n] for n in values))
-
-
 def _differing(conn: Connection, ours: Any, theirs: Any, columns: list[str]) -> Any:
     """The keys (the first of `columns`) whose rows in `ours` and `theirs` differ in any of
-    `columns`, or that one of them lacks. On PostgreSQL one full join by key: both sides come
-    grouped, so sorted, by key (`_sequences`), and it merges them in one pass."""
+    `columns`, or that one of them lacks; the others are the columns that tell rows of a key
+    apart, then the values. On PostgreSQL one full join, hashed: two anti-joins would sort
+    every row of each side twice, on disk when there are millions."""
     if conn.dialect.name != "postgresql":
         return union(_unmatched(ours, theirs, columns), _unmatched(theirs, ours, columns))
-    key = columns[0]
-    both = ours.join(theirs, ours.c[key] == theirs.c[key], full=True)
+    key, place = columns[0], columns[1]
+    both = ours.join(
+        theirs, and_(ours.c[key] == theirs.c[key], ours.c[place] == theirs.c[place]), full=True
+    )
     differ = or_(*(ours.c[name].is_distinct_from(theirs.c[name]) for name in columns))
-    return select(func.coalesce(ours.c[key], theirs.c[key])).select_from(both).where(differ)
+    return (
+        select(func.coalesce(ours.c[key], theirs.c[key])).select_from(both).where(differ).distinct()
+    )
 
 
 def _unmatched(rows: Any, others: Any, columns: list[str]) -> Any:
