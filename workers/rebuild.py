@@ -21,7 +21,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -95,17 +95,33 @@ def rebuild(
                 _apply(shard, books, config, now)
                 events += shard.events
                 advance(shard.events)
-        fold_later(books, config, now)
-        fold_store.put_cards(conn, books.cards.values())
-        fold_store.put_holds(conn, [(o, e) for o, events_ in books.holds.items() for e in events_])
-        conflict = fold_store.settle(conn)
-        if conflict is not None:
-            raise LedgerConflict(conflict)
-        before = books_digest(conn)
+        with ThreadPoolExecutor(1) as aside:
+            stored = aside.submit(_digest_aside, engine) if _aside(engine) else None
+            fold_later(books, config, now)
+            fold_store.put_cards(conn, books.cards.values())
+            holds = [(o, e) for o, events_ in books.holds.items() for e in events_]
+            fold_store.put_holds(conn, holds)
+            conflict = fold_store.settle(conn)
+            if conflict is not None:
+                raise LedgerConflict(conflict)
+            before = stored.result() if stored else books_digest(conn)
         written = sum(part.replace_with(conn, fold_store.computed(part), now) for part in PARTS)
         after = books_digest(conn) if written else before
         fold_store.drop(conn)
         return Rebuilt(events, before, after, written)
+
+
+def _aside(engine: Engine) -> bool:
+    """Whether the digest of the books before is read on a connection of its own, while this
+    one settles what was folded: on PostgreSQL (a second core then works on it). The guard
+    keeps every writer of the books out until this transaction ends, so that connection reads
+    what this one would."""
+    return engine.dialect.name == "postgresql"
+
+
+def _digest_aside(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return books_digest(conn)
 
 
 def _processes(engine: Engine, bounds: tuple[int, int]) -> int:
