@@ -103,6 +103,8 @@ class Part:
         rows that differ, insert the computed ones missing. The rows deleted and inserted."""
         if self.sequence:
             return self._replace_sequences(conn, computed)
+        if conn.dialect.name == "postgresql" and len(self.key) == 1:
+            return self._replace_by_key(conn, computed, at)
         stored = self.table
         same_key = and_(*(computed.c[name] == stored.c[name] for name in self.key))
         same = and_(same_key, *(_same(conn, computed.c[n], stored.c[n]) for n in self.values))
@@ -117,6 +119,20 @@ class Part:
         inserted = _count(conn, insert(stored).from_select(columns, fresh))
         return int(deleted) + int(inserted)
 
+    def _replace_by_key(self, conn: Connection, computed: FromClause, at: datetime) -> int:
+        """`replace_with` on PostgreSQL, one key column: the keys whose rows differ found in
+        one full join, hashed (two anti-joins, one to delete and one to insert, take about
+        twice as long on millions of rows)."""
+        stored, (key,) = self.table, self.key
+        both = stored.join(computed, stored.c[key] == computed.c[key], full=True)
+        differ = or_(
+            stored.c[key].is_(None),
+            computed.c[key].is_(None),
+            *(~_same(conn, computed.c[n], stored.c[n]) for n in self.values),
+        )
+        keys = select(func.coalesce(stored.c[key], computed.c[key])).where(differ)
+        return self._replace_keys(conn, computed, keys.select_from(both), at)
+
     def _replace_sequences(self, conn: Connection, computed: FromClause) -> int:
         """A key's rows go, and its computed ones come, when its stored sequence (by `seq`)
         differs from the computed one (by `pos`) in any row."""
@@ -126,22 +142,31 @@ class Part:
         theirs = select(
             computed.c[key], computed.c.pos, *(computed.c[n] for n in self.values)
         ).cte()
-        columns = list(ours.c.keys())
+        keys = _differing(conn, ours, theirs, list(ours.c.keys()))
+        return self._replace_keys(conn, computed, keys, None)
+
+    def _replace_keys(
+        self, conn: Connection, computed: FromClause, keys: Any, at: datetime | None
+    ) -> int:
+        """Delete the stored rows of `keys` (one key column) and insert the computed ones, in
+        the fold's order; the rows deleted and inserted."""
+        stored, (key,) = self.table, self.key
         differ = _DIFFER
         differ.drop(conn, checkfirst=True)
         differ.create(conn)
-        conn.execute(insert(differ).from_select(["key"], _differing(conn, ours, theirs, columns)))
-        among = stored.c[key].in_(select(differ.c.key))
-        deleted = conn.execute(delete(stored).where(among)).rowcount
+        conn.execute(insert(differ).from_select(["key"], keys))
+        deleted = conn.execute(delete(stored).where(stored.c[key].in_(select(differ.c.key))))
         columns = [key, *self.values]
-        fresh = (
-            select(*(computed.c[name] for name in columns))
-            .where(computed.c[key].in_(select(differ.c.key)))
-            .order_by(computed.c.ord, computed.c.pos)
+        fresh = select(*(computed.c[name] for name in columns)).where(
+            computed.c[key].in_(select(differ.c.key))
         )
-        inserted = _count(conn, insert(stored).from_select(columns, fresh))
+        if self.stamp and at is not None:
+            columns.append(self.stamp)
+            fresh = fresh.add_columns(literal(at, stored.c[self.stamp].type))
+        order = [computed.c[name] for name in ("ord", "pos") if name in computed.c]
+        inserted = _count(conn, insert(stored).from_select(columns, fresh.order_by(*order)))
         differ.drop(conn)
-        return int(deleted) + int(inserted)
+        return int(deleted.rowcount) + inserted
 
     def _row(self, key: Key, values: Values, at: datetime) -> dict[str, Any]:
         row = dict(zip(self.key, key if len(self.key) > 1 else (key,), strict=True))
@@ -158,7 +183,7 @@ _DIFFER = Table(
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
-"""The keys whose sequences differ, while their rows are replaced."""
+"""The keys whose rows differ, while their rows are replaced."""
 
 
 def _differing(conn: Connection, ours: Any, theirs: Any, columns: list[str]) -> Any:
@@ -198,7 +223,7 @@ def _same(conn: Connection, computed: ColumnElement[Any], stored: ColumnElement[
     if isinstance(stored.type, JSON):
         # PostgreSQL's json has no equality; SQLite keeps the text SQLAlchemy wrote.
         if conn.dialect.name == "postgresql":
-            return cast(computed, JSONB) == cast(stored, JSONB)
+            return cast(computed, JSONB).is_not_distinct_from(cast(stored, JSONB))
         return type_coerce(computed, Text) == type_coerce(stored, Text)
     return computed.is_not_distinct_from(stored)
 
