@@ -1,16 +1,21 @@
 """What a rebuild's main process reads back from the fold's tables stays small as the fold
 grows: a question about a few redemptions reads their rows through an index, never every row
-folded so far. (A stack in every thousand events once read all the notes and bookings folded
-before it: a rebuild of one million events took three times as long as its length implies.)
+folded so far, and a table it fills batch after batch holds one batch. (A stack in every
+thousand events once read all the notes and bookings folded before it, and each batch of card
+movements read every batch's before it: a rebuild of one million events took four times as
+long as its length implies.)
 
-Counted by PostgreSQL itself: `pg_stat_xact_user_tables`, for the fold's temporary tables, in
-the rebuild's own transaction.
+Counted by PostgreSQL itself: `pg_stat_xact_user_tables` and the tables' sizes, for the fold's
+temporary tables, in the rebuild's own transaction.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, text
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Connection, Engine, func, select, text
+
+from models.cards import Movement
 from models.db import fold_store
 from models.folded import Booking, Entry, Note
 from models.ledger import StackCheck
@@ -91,3 +96,32 @@ def test_a_rollback_reads_its_originals_rows_only(engine: Engine) -> None:
     assert [t.key for t in found] == ["redemption:r7:discount"]
     assert all(seq == 0 for seq, _idx in read.values()), f"read sequentially: {read}"
     assert sum(idx for _seq, idx in read.values()) <= 10, read
+
+
+def test_batches_of_card_movements_leave_one_batch_in_the_staging_table(engine: Engine) -> None:
+    """Each batch's reports go through `fold_movements_new` into `fold_movements`: emptied
+    after each, it never holds more than the batch (rows deleted but left in the table would
+    be read again by every later batch)."""
+    batches, per_batch, cards = 200, 100, 50
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.connect() as conn, conn.begin() as transaction:
+        fold_store.create(conn)
+        for batch in range(batches):
+            rows = [
+                fold_store.movement_row(
+                    Movement(
+                        f"card_{n % cards}", "loyalty", f"k{batch}_{n}", "POINTS_ACCRUAL", 10,
+                        10 * (batch + 1), at + timedelta(seconds=batch), None, 2, "c", f"e{n}",
+                    )
+                )
+                for n in range(per_batch)
+            ]  # fmt: skip
+            fold_store.put_movements(conn, rows)
+        kept = conn.scalar(select(func.count()).select_from(fold_store.FOLD_MOVEMENTS))
+        staged = conn.scalar(text("SELECT pg_relation_size('fold_movements_new')"))
+        transaction.rollback()
+
+    assert kept == batches * per_batch
+    assert staged is not None and staged <= 8192 * 4, (
+        f"fold_movements_new takes {staged} bytes after {batches} batches: it keeps them all"
+    )
