@@ -40,7 +40,9 @@ every size), the scrape 10-27 ms. `--since` a recent hour costs 0.7 ms at 10k an
 1M: at 1M the planner reads the hour's 3,600 events by `received_at` and sorts them instead of
 walking the newest ones, a cost of the window, not of the log. Rebuild grows with the log:
 700k events folded at 1M in 120-231 s (3,000-5,800 events/s), peak RSS about 120 MB at 10k,
-350 MB at 100k, 2,450 MB at 1M.
+350 MB at 100k, 2,450 MB at 1M. (That was the rebuild before it streamed, and those peaks
+counted this process's memory too; `tests.support.peak_rss` measures the command alone now.
+Today's rebuild figures: docs/performance.md, "Rebuild".)
 """
 
 from __future__ import annotations
