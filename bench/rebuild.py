@@ -616,14 +616,11 @@ def measure(size: int, args: argparse.Namespace, tmp: Path) -> tuple[float, list
             try:
                 filled = fill(database_url, engine, args, size, tag)
                 counts = status_counts(engine)
-                # The statistics a live database has from autovacuum (a test server may run
-                # without it): the rebuild's plans read them.
-                with engine.begin() as conn:
-                    conn.execute(text("ANALYZE"))
             finally:
                 engine.dispose()
             if counts.get("processed", 0) != size:
                 raise BenchError(f"not every event was processed: {counts}")
+        analyze(database_url)
         timings = []
         if size <= args.before_up_to:
             progress(f"{size:,}: the rebuild as it was before…")
@@ -638,6 +635,17 @@ def measure(size: int, args: argparse.Namespace, tmp: Path) -> tuple[float, list
             finally:
                 engine.dispose()
         return filled, timings
+
+
+def analyze(database_url: str) -> None:
+    """The statistics a live database has from autovacuum (a test server may run without it):
+    the rebuild's plans read them."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    finally:
+        engine.dispose()
 
 
 def _database(name: str, *, keep: bool, cleanup: ExitStack) -> str:

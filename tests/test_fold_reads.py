@@ -5,18 +5,24 @@ thousand events once read all the notes and bookings folded before it, and each 
 movements read every batch's before it: a rebuild of one million events took four times as
 long as its length implies.)
 
-Counted by PostgreSQL itself: `pg_stat_xact_user_tables` and the tables' sizes, for the fold's
-temporary tables, in the rebuild's own transaction.
+Counted by the database itself: on PostgreSQL, `pg_stat_xact_user_tables` and the tables'
+sizes, for the fold's temporary tables, in the rebuild's own transaction; on SQLite, which
+compares the books with the fold row by row, the steps of its virtual machine.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from models.cards import Movement
-from models.db import fold_store
+from models.db import fold_store, schema
+from models.db.books_store import REDEMPTIONS, TRANSACTIONS
+from models.db.engine import make_engine
+from models.db.tables import ledger_redemptions, ledger_transactions
 from models.folded import Booking, Entry, Note
 from models.ledger import StackCheck
 from workers.rebuild_ledger import LedgerRows
@@ -125,3 +131,53 @@ def test_batches_of_card_movements_leave_one_batch_in_the_staging_table(engine: 
     assert staged is not None and staged <= 8192 * 4, (
         f"fold_movements_new takes {staged} bytes after {batches} batches: it keeps them all"
     )
+
+
+def compare_steps(rows: int, tmp: Path) -> int:
+    """SQLite's virtual machine steps (in thousands) to compare `rows` transactions and as
+    many redemptions, folded and stored alike, once the rollbacks' indexes exist."""
+    engine = make_engine(f"sqlite:///{tmp}/books_{rows}.db")
+    schema.upgrade(engine)
+    now = datetime.now(UTC)
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ledger_transactions),
+            [{"key": f"k{n}", "event_id": f"e{n}", "digest": "d", "memo": "m", "booked_at": now}
+             for n in range(rows)],
+        )  # fmt: skip
+        conn.execute(
+            insert(ledger_redemptions),
+            [{"redemption_id": f"r{n}", "role": "plain", "parent_id": None, "order_id": f"o{n}",
+              "applied_amount": 1, "event_id": f"e{n}"} for n in range(rows)],
+        )  # fmt: skip
+        fold_store.create(conn)
+        bookings = [Booking(place(n), f"k{n}", None, f"e{n}", "d", "m") for n in range(rows)]
+        notes = [Note(place(n), f"r{n}", "plain", None, f"o{n}", 1, f"e{n}") for n in range(rows)]
+        fold_store.add_bookings(conn, bookings, [], notes)
+        fold_store.index_bookings(conn)
+        assert fold_store.settle(conn) is None
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.set_progress_handler(step, 1000)
+        written = [
+            p.replace_with(conn, fold_store.computed(p), now) for p in (TRANSACTIONS, REDEMPTIONS)
+        ]
+        raw.set_progress_handler(None, 0)
+        fold_store.drop(conn)
+    engine.dispose()
+    assert written == [0, 0]
+    return steps
+
+
+def test_sqlite_compares_the_books_in_time_linear_in_their_size(tmp_path: Path) -> None:
+    """On SQLite the books are compared with what was folded row by row: each stored row is
+    looked up in the fold's tables through an index, not by reading them whole."""
+    small, large = compare_steps(2_000, tmp_path), compare_steps(8_000, tmp_path)
+    assert large < 8 * small, f"4x the rows took {large / small:.1f}x the steps"

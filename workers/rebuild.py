@@ -4,7 +4,8 @@ The events folded are those whose ledger or loyalty handler is done (or, for the
 holding a rollback): the rebuilt state is what live processing computed, made again from the
 log with the same handlers. It all happens in one transaction that excludes the handlers
 writing the books, so deliveries keep arriving and are processed right after, and nothing
-committed meanwhile is wiped.
+committed meanwhile is wiped (on PostgreSQL the digest of the books before is read on a
+second connection meanwhile: the same books, as nothing can write them).
 
 In memory bounded whatever the log's length. The log is folded a range at a time: what each
 event tells alone (its payload, its bookings, its card report) by several processes at once
@@ -104,7 +105,7 @@ def rebuild(
             conflict = fold_store.settle(conn)
             if conflict is not None:
                 raise LedgerConflict(conflict)
-            before = stored.result() if stored else books_digest(conn)
+            before = _digest_before(conn, stored)
         written = sum(part.replace_with(conn, fold_store.computed(part), now) for part in PARTS)
         after = books_digest(conn) if written else before
         fold_store.drop(conn)
@@ -119,9 +120,25 @@ def _aside(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+ASIDE_LOCK_TIMEOUT = "5s"
+"""How long the second connection waits for a lock on the books (held by someone else, a
+migration say) before it gives up and the digest is read here, where PostgreSQL sees every
+wait and breaks a deadlock."""
+
+
 def _digest_aside(engine: Engine) -> str:
     with engine.connect() as conn:
+        ledger_store.wait_for_locks_at_most(conn, ASIDE_LOCK_TIMEOUT)
         return books_digest(conn)
+
+
+def _digest_before(conn: Connection, aside: Future[str] | None) -> str:
+    if aside is not None:
+        try:
+            return aside.result()
+        except Exception:  # a lock waited for too long, a connection lost: read here instead
+            pass
+    return books_digest(conn)
 
 
 def _processes(engine: Engine, bounds: tuple[int, int]) -> int:

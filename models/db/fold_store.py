@@ -124,8 +124,8 @@ WORK_MEM = "64MB"
 to disk (the default, 4MB, sends the big ones to disk)."""
 SETTINGS = {"work_mem": WORK_MEM, "jit": "off", "plan_cache_mode": "force_custom_plan"}
 """For the rebuild's transaction on PostgreSQL. Without JIT: the few big statements over the
-scratch tables (never analysed, their sizes guessed high) would spend seconds compiling plans
-that a scan and a hash join run in less. A plan for each execution: the driver prepares a
+scratch tables (millions of rows by the end) would spend seconds compiling plans that a scan
+and a hash join run in less. A plan for each execution: the driver prepares a
 statement run often, and a plan made for tables still small (a scan) would stay for tables
 grown large."""
 
@@ -261,6 +261,7 @@ def settle(conn: Connection) -> Transaction | None:
         _delete_later(conn, t, t.c.key)
         _find_firsts(conn, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
         _delete_later(conn, FOLD_NOTES, FOLD_NOTES.c.redemption_id)
+        _index_firsts(conn)
         return None
     p = FOLD_POSTINGS
     postings = conn.execute(
@@ -269,6 +270,17 @@ def settle(conn: Connection) -> Transaction | None:
     return Transaction(
         conflict.key, tuple(Posting(a, s_, int(x)) for a, s_, x in postings), conflict.memo
     )
+
+
+def _index_firsts(conn: Connection) -> None:
+    """On SQLite, where the books are compared with what was folded row by row
+    (`Part.replace_with`), a unique index on the keys that now have one row each: every
+    stored row is looked up through it (without, each lookup reads the table whole).
+    PostgreSQL's hashed joins need none."""
+    if conn.dialect.name != "postgresql":
+        for table, column in ((FOLD_TRANSACTIONS, "key"), (FOLD_NOTES, "redemption_id")):
+            name = f"ix_{table.name}_first"
+            conn.execute(text(f"CREATE UNIQUE INDEX {name} ON {table.name} ({column})"))
 
 
 def _analyze(conn: Connection, *tables: Table) -> None:

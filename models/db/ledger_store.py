@@ -167,6 +167,16 @@ def rebuild_guard(conn: Connection, *, exclusive: bool) -> None:
         conn.execute(delete(ledger_holds).where(ledger_holds.c.original_id.is_(None)))
 
 
+def wait_for_locks_at_most(conn: Connection, timeout: str) -> None:
+    """For the rest of this connection's transaction on PostgreSQL: a statement that waits
+    longer than `timeout` (`'5s'`) for a lock fails instead (a reader beside a rebuild's own
+    connection, whose waits PostgreSQL cannot tie together)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": timeout}
+        )
+
+
 def balances(conn: Connection, prefix: str | None = None) -> list[tuple[str, str, int]]:
     """(account, asset, balance), sorted by account then asset."""
     stmt = select(
