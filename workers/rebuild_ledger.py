@@ -10,6 +10,7 @@ stopped), then read in one go (`fetch`), then the handlers run for real.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Connection
 
@@ -25,39 +26,37 @@ class Unknown(Exception):
     """Asked while finding the batch's questions: the answer is not read yet."""
 
 
+@dataclass
 class Asks:
     """The redemptions and keys a batch asks about."""
 
-    def __init__(self) -> None:
-        self.noted: set[str] = set()
-        """Whose notes are asked (seen, a stack's parent)."""
-        self.parents: set[str] = set()
-        """Whose children's notes are asked."""
-        self.booked: set[str] = set()
-        """Whose own bookings are asked."""
-        self.keys: set[str] = set()
-        """Whose bookings are asked."""
-        self.movements: set[tuple[str, str]] = set()
-        """(card, key): whose report kept is asked."""
+    noted: set[str] = field(default_factory=set)
+    """Whose notes are asked (seen, a stack's parent)."""
+    parents: set[str] = field(default_factory=set)
+    """Whose children's notes are asked."""
+    booked: set[str] = field(default_factory=set)
+    """Whose own bookings are asked."""
+    keys: set[str] = field(default_factory=set)
+    """Whose bookings are asked."""
+    movements: set[tuple[str, str]] = field(default_factory=set)
+    """(card, key): whose report kept is asked."""
 
     def __bool__(self) -> bool:
-        return bool(self.noted or self.parents or self.booked or self.keys or self.movements)
+        return any(getattr(self, name) for name in _ALL)
 
     def add(self, other: Asks) -> None:
         """Ask what `other` asks too (its movements aside)."""
-        self.noted |= other.noted
-        self.parents |= other.parents
-        self.booked |= other.booked
-        self.keys |= other.keys
+        for name in _LEDGER:
+            getattr(self, name).update(getattr(other, name))
 
     def minus(self, read: Asks) -> Asks:
         """What is asked here and not in `read` (movements aside)."""
-        left = Asks()
-        left.noted = self.noted - read.noted
-        left.parents = self.parents - read.parents
-        left.booked = self.booked - read.booked
-        left.keys = self.keys - read.keys
-        return left
+        return Asks(**{name: getattr(self, name) - getattr(read, name) for name in _LEDGER})
+
+
+_ALL = [f.name for f in fields(Asks)]
+_LEDGER = [name for name in _ALL if name != "movements"]
+"""What the ledger's rows answer (the movements are the cards')."""
 
 
 class LedgerRows:
@@ -128,14 +127,7 @@ class LedgerRows:
         booked: Iterable[str] = (),
         keys: Iterable[str] = (),
     ) -> None:
-        asks = Asks()
-        asks.noted, asks.parents, asks.booked, asks.keys = (
-            set(noted),
-            set(parents),
-            set(booked),
-            set(keys),
-        )
-        asks = asks.minus(self._read)
+        asks = Asks(set(noted), set(parents), set(booked), set(keys)).minus(self._read)
         if not asks:
             return
         if self.asking is not None:

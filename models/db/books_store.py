@@ -123,15 +123,8 @@ class Part:
         """`replace_with` on PostgreSQL, one key column: the keys whose rows differ found in
         one full join, hashed (two anti-joins, one to delete and one to insert, take about
         twice as long on millions of rows)."""
-        stored, (key,) = self.table, self.key
-        both = stored.join(computed, stored.c[key] == computed.c[key], full=True)
-        differ = or_(
-            stored.c[key].is_(None),
-            computed.c[key].is_(None),
-            *(~_same(conn, computed.c[n], stored.c[n]) for n in self.values),
-        )
-        keys = select(func.coalesce(stored.c[key], computed.c[key])).where(differ)
-        return self._replace_keys(conn, computed, keys.select_from(both), at)
+        keys = _joined_differing(conn, self.table, computed, list(self.key), self.values)
+        return self._replace_keys(conn, computed, keys, at)
 
     def _replace_sequences(self, conn: Connection, computed: FromClause) -> int:
         """A key's rows go, and its computed ones come, when its stored sequence (by `seq`)
@@ -193,14 +186,23 @@ def _differing(conn: Connection, ours: Any, theirs: Any, columns: list[str]) -> 
     every row of each side twice, on disk when there are millions."""
     if conn.dialect.name != "postgresql":
         return union(_unmatched(ours, theirs, columns), _unmatched(theirs, ours, columns))
-    key, place = columns[0], columns[1]
-    both = ours.join(
-        theirs, and_(ours.c[key] == theirs.c[key], ours.c[place] == theirs.c[place]), full=True
+    return _joined_differing(conn, ours, theirs, columns[:2], columns[2:])
+
+
+def _joined_differing(
+    conn: Connection, ours: Any, theirs: Any, by: Sequence[str], values: Sequence[str]
+) -> Any:
+    """The keys (the first of `by`) of the rows of `ours` and `theirs`, matched by `by`, that
+    one side lacks or whose `values` differ: one full join (PostgreSQL), hashed."""
+    key = by[0]
+    both = ours.join(theirs, and_(*(ours.c[n] == theirs.c[n] for n in by)), full=True)
+    differ = or_(
+        ours.c[key].is_(None),
+        theirs.c[key].is_(None),
+        *(~_same(conn, theirs.c[n], ours.c[n]) for n in values),
     )
-    differ = or_(*(ours.c[name].is_distinct_from(theirs.c[name]) for name in columns))
-    return (
-        select(func.coalesce(ours.c[key], theirs.c[key])).select_from(both).where(differ).distinct()
-    )
+    keys = select(func.coalesce(ours.c[key], theirs.c[key])).select_from(both).where(differ)
+    return keys.distinct()
 
 
 def _unmatched(rows: Any, others: Any, columns: list[str]) -> Any:
