@@ -7,7 +7,10 @@ a separate process: fresh event id and HMAC signature on every request):
    seconds, baseline then receiver, alternated `--rounds` times (best round reported);
 2. latency (p50/p99) at half the receiver's best throughput, open loop, on both apps;
 3. maximum throughput on SQLite, the same way;
-4. peak RSS (VmHWM) and CPU of each server process.
+4. peak RSS (VmHWM) and CPU of each server process;
+5. CPU per stored delivery: the server, PostgreSQL, the load generator, the whole machine
+   (and the share the hypervisor gave to others), which on a shared machine moves less than
+   requests per second do.
 
 The receiver is `voucherhook serve --no-worker` on a fresh, migrated PostgreSQL database
 (and on a fresh SQLite file), publishing to a throw-away Redis queue nobody consumes. The
@@ -231,6 +234,54 @@ class Target:
         return f"http://{HOST}:{self.server.port}{WEBHOOK_PATH}"
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds spent so far: by the server, by PostgreSQL (every `postgres` process on
+    this machine: the benchmark's server is local), and by the whole machine, with the time
+    the hypervisor gave to others (steal) apart."""
+
+    server: float
+    postgres: float
+    machine_busy: float
+    machine_steal: float
+
+    @classmethod
+    def now(cls, server: Server) -> CpuTimes:
+        busy, steal = machine_seconds()
+        return cls(server.cpu_seconds(), postgres_cpu_seconds(), busy, steal)
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(
+            self.server - other.server,
+            self.postgres - other.postgres,
+            self.machine_busy - other.machine_busy,
+            self.machine_steal - other.machine_steal,
+        )
+
+
+def postgres_cpu_seconds() -> float:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone in between
+            continue
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def machine_seconds() -> tuple[float, float]:
+    """CPU seconds the machine was busy (user, nice, system, irq, softirq) and stolen."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / CLK_TCK, fields[7] / CLK_TCK
+
+
 @dataclass
 class Measurement:
     label: str
@@ -238,6 +289,15 @@ class Measurement:
     rss_mb: float
     server_cpu_percent: float
     rows_added: int
+    cpu: CpuTimes
+
+    def per_delivery_us(self, seconds: float) -> float:
+        ok = int(self.result["ok"])
+        return 1e6 * seconds / ok if ok else float("nan")
+
+    @property
+    def generator_cpu_seconds(self) -> float:
+        return float(self.result["cpu_percent"]) / 100 * float(self.result["elapsed"])
 
     @property
     def rps(self) -> float:
@@ -256,14 +316,15 @@ def measure(
     target: Target, secret: str, *, connections: int, duration: float, rate: float | None = None
 ) -> Measurement:
     rows_before = count_rows(target.database_url, target.table)
-    cpu_before = target.server.cpu_seconds()
+    cpu_before = CpuTimes.now(target.server)
     result = load(target.url, secret, connections=connections, duration=duration, rate=rate)
-    cpu = target.server.cpu_seconds() - cpu_before
+    cpu = CpuTimes.now(target.server) - cpu_before
     rows_added = count_rows(target.database_url, target.table) - rows_before
     label = target.label if rate is None else f"{target.label} @{rate:.0f}/s"
     measured = Measurement(
-        label, result, target.server.peak_rss_mb(), 100 * cpu / result["elapsed"], rows_added
-    )
+        label, result, target.server.peak_rss_mb(), 100 * cpu.server / result["elapsed"],
+        rows_added, cpu,
+    )  # fmt: skip
     progress(
         f"  {label}: {measured.rps:.0f} req/s, p99 {_fmt(result['p99_ms'])} ms, "
         f"errors {measured.errors}, 2xx {result['ok']} / rows added {rows_added}"
@@ -437,6 +498,8 @@ def report(phases: list[Phase], args: argparse.Namespace, log_notes: list[str]) 
     print()
     print("ratio: receiver 2xx/s over the best baseline on the same database; RSS is VmHWM;")
     print("srv/gen CPU%: server / load generator CPU over the run (100 = one core).")
+    print()
+    cpu_report(phases)
     for phase in phases:
         rounds = zip(phase.baseline_runs, phase.receiver_runs, strict=True)
         shown = ", ".join(f"{b.rps:.0f} / {r.rps:.0f}" for b, r in rounds)
@@ -463,6 +526,33 @@ def report(phases: list[Phase], args: argparse.Namespace, log_notes: list[str]) 
     print()
     for note in log_notes:
         print(note)
+
+
+def cpu_report(phases: list[Phase]) -> None:
+    """CPU per stored delivery, medians over the throughput rounds: steadier than requests
+    per second on a shared machine, and the sum says what the machine can take at most."""
+    print("CPU per 2xx delivery, median of the rounds (us): server, PostgreSQL, load generator;")
+    print("machine = all busy CPU (these and the rest); steal = % of the run's CPU time")
+    print("the hypervisor gave to others.")
+    head = f"{'target':<28}  {'server':>7}  {'PG':>7}  {'gen':>7}  {'machine':>7}  {'steal%':>6}"
+    print(head)
+    print("-" * len(head))
+    for phase in phases:
+        for runs in (phase.baseline_runs, phase.receiver_runs):
+            server = median(m.per_delivery_us(m.cpu.server) for m in runs)
+            pg = median(m.per_delivery_us(m.cpu.postgres) for m in runs)
+            gen = median(m.per_delivery_us(m.generator_cpu_seconds) for m in runs)
+            machine = median(m.per_delivery_us(m.cpu.machine_busy) for m in runs)
+            steal = median(
+                100 * m.cpu.machine_steal / (m.result["elapsed"] * (os.cpu_count() or 1))
+                for m in runs
+            )
+            label = runs[0].label
+            print(
+                f"{label:<28}  {server:>7.0f}  {pg:>7.0f}  {gen:>7.0f}  {machine:>7.0f}  "
+                f"{steal:>6.0f}"
+            )
+    print()
 
 
 def _error_details(m: Measurement) -> str:

@@ -5,12 +5,12 @@ Every function takes a connection: the caller owns the transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 
 from models.db.batch_sql import is_pending, lease_pending
@@ -93,7 +93,7 @@ def insert_new_columns(batch: Sequence[NewEvent]) -> tuple[list[Any], ...]:
         [e.status for e in batch],
         [e.received_at for e in batch],
         [e.body for e in batch],
-        [json.dumps(e.headers) for e in batch],
+        [orjson.dumps(e.headers).decode() for e in batch],
         [e.remote_addr for e in batch],
         [e.delivery_id for e in batch],
         [e.error for e in batch],
