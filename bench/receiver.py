@@ -115,8 +115,7 @@ class Server:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
+        return process_cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -259,20 +258,24 @@ class CpuTimes:
         )
 
 
+def process_cpu_seconds(pid: int | str) -> float:
+    """User + system CPU of process `pid`, all its threads, so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def postgres_cpu_seconds() -> float:
-    total = 0
+    total = 0.0
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += process_cpu_seconds(entry.name)
         except OSError:  # gone in between
             continue
-        name, _, rest = stat.partition("(")[2].rpartition(")")
-        if name == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    return total
 
 
 def machine_seconds() -> tuple[float, float]:

@@ -18,10 +18,9 @@ import multiprocessing
 import signal
 import time
 from multiprocessing.sharedctypes import SynchronizedArray
-from pathlib import Path
 from typing import Any
 
-from bench.receiver import CLK_TCK, HOST, BenchError, free_port
+from bench.receiver import HOST, BenchError, free_port, process_cpu_seconds
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0
@@ -119,12 +118,8 @@ class LoopbackSinks:
 
     def cpu_seconds(self) -> float:
         """User + system CPU the sinks' process has used."""
-        try:
-            stat = Path(f"/proc/{self._process.pid}/stat").read_text()
-        except OSError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        pid = self._process.pid
+        return 0.0 if pid is None else process_cpu_seconds(pid)
 
     def __enter__(self) -> LoopbackSinks:
         self._process.start()

@@ -64,13 +64,13 @@ import redis
 from sqlalchemy import Engine, text
 
 from bench.receiver import (
-    CLK_TCK,
     HOST,
     ROOT,
     VENV_BIN,
     BenchError,
     migrate,
     postgres_database,
+    process_cpu_seconds,
     progress,
 )
 from bench.sinks import LoopbackSinks
@@ -225,14 +225,6 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
-
-
 class Worker:
     """A Celery worker (main process and its pool) in its own session, logging to a file."""
 
@@ -257,7 +249,7 @@ class Worker:
         return [int(pid) for pid in text_.split()]
 
     def cpu_seconds(self) -> float:
-        return sum(_cpu_ticks(pid) for pid in [self.pid, *self.pool()]) / CLK_TCK
+        return sum(process_cpu_seconds(pid) for pid in [self.pid, *self.pool()])
 
     def stats(self) -> ProcStats:
         pool = [_status_kb(pid, "VmHWM:") / 1024 for pid in self.pool()]
