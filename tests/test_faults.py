@@ -80,9 +80,11 @@ def under_load(env: dict[str, str], load: Load = LOAD) -> Iterator[tuple[Fleet, 
 # A broker that restarts empty or is cut off, a receiver killed between its commit and its
 # publish, a database down while workers take messages (their tasks fail, and the messages are
 # acknowledged) lose messages no worker holds: their events wait VOUCHERHOOK_REDISPATCH_AFTER
-# (300 s by default: tests/test_leases.py shows the sweep takes them then, and not before).
-# Shortened here for the tests of those faults only, to keep them short; a dead worker's events
-# are recovered at the default settings (tests/test_recovery.py).
+# (300 s by default: tests/test_leases.py shows the sweep takes them then, and not before), or
+# about 35 s when never run (the lost-message sweep: tests/test_lost_messages.py). Shortened
+# here for the tests of those faults only, to keep them short (the lost-message sweep is off
+# when it is shorter than the lease); a dead worker's events are recovered at the default
+# settings (tests/test_recovery.py).
 LOST_MESSAGES = {"VOUCHERHOOK_REDISPATCH_AFTER": "8"}
 
 

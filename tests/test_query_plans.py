@@ -40,6 +40,7 @@ LOG = 100_000
 LARGE = {"events", "handler_runs", "notifications"}
 SWEEP_AFTER: float = Settings.model_fields["sweep_after"].default
 REDISPATCH_AFTER: float = Settings.model_fields["redispatch_after"].default
+EXPIRY: float = Settings.model_fields["lease_expiry"].default
 """The sweep's delays at default settings."""
 
 
@@ -140,6 +141,9 @@ HOT: dict[str, Query] = {
         redispatch_after=REDISPATCH_AFTER,
         limit=1000,
     ),
+    "sweep: events whose message may be lost": lambda _log: eventlog.unqueued_statement(
+        datetime.now(UTC), EXPIRY, REDISPATCH_AFTER
+    ).limit(1000),
     "sweep: stale notifications": lambda _log: notification_store.stale_statement(
         datetime.now(UTC), datetime.now(UTC) - timedelta(seconds=REDISPATCH_AFTER)
     ),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import Engine, func, select, text
 
 from models.db import ledger_store, schema
@@ -227,6 +228,45 @@ def test_the_embedded_broker_s_only_worker_killed_and_restarted_recovers_its_eve
         engine.dispose()
 
     result.assert_ok(allow_unknown_sends=True)
+
+
+def dispatched(engine: Engine, ids: list[str]) -> bool:
+    with engine.connect() as conn:
+        stmt = select(func.count()).where(events.c.id.in_(ids), events.c.dispatched_at.is_not(None))
+        return int(conn.scalar(stmt.select_from(events)) or 0) == len(ids)
+
+
+def test_a_message_a_killed_worker_took_along_unread_is_dispatched_again(
+    postgres_url: str, db: Engine, redis_server: RedisServer, sinks: Sinks
+) -> None:
+    """kombu's Redis transport keeps the answer of a BRPOP, a message Redis has already removed
+    from the queue, unread while its worker has no free pool slot; a worker killed then takes
+    the message along, and it is neither queued nor unacknowledged (docs/reliability.md). Here
+    the messages are taken off the queue before any worker runs: their events are carried by
+    no message anywhere, and must be processed within 60 s of their dispatch all the same."""
+    with Fleet(default_env(postgres_url, redis_server.url, sinks)) as fleet:
+        receiver = fleet.receiver()
+        ids = []
+        for i in range(5):
+            body = dumps(redemption(f"r_unread_{i}", order_id=f"ord_unread_{i}"))
+            answer = post(f"{receiver.webhook_url}/{REDEMPTION}", body, sign(body, SECRET.encode()))
+            assert answer.status_code == 202
+            ids.append(answer.json()["event_id"])
+        wait_for(lambda: dispatched(db, ids), 10, what="the events handed to Redis")
+        since = time.monotonic()
+        client = redis.Redis.from_url(redis_server.url)
+        taken = 0
+        while client.rpop(QUEUE):
+            taken += 1
+        assert taken >= 1
+        worker = fleet.worker()
+        seconds = recovered(db, set(ids), since)
+        print(f"\n{len(ids)} events of {taken} lost messages processed {seconds:.1f} s after")
+        wait_for(lambda: "message lost" in worker.output(), 10, what="the worker's log line")
+
+    with db.connect() as conn:
+        attempts = conn.scalars(select(events.c.attempts).where(events.c.id.in_(ids))).all()
+    assert attempts == [1] * len(ids)
 
 
 # -- a slow batch ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from workers.celery_app import SEND_NOTIFICATIONS, make_celery, publisher
 from workers.leases import Heartbeat
 from workers.metrics import REDISPATCHED
 from workers.metrics_server import MetricsServer
-from workers.orphans import restore_orphans
+from workers.orphans import LostMessages, restore_orphans
 from workers.reconcile_schedule import scheduled
 from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
@@ -88,6 +88,21 @@ def run(
                 lambda: restore_orphans(app, engine, settings.queue, settings.lease_expiry),
             )
         )
+        lost = LostMessages(
+            app,
+            engine,
+            publish,
+            settings.queue,
+            expiry=settings.lease_expiry,
+            redispatch_after=settings.redispatch_after,
+        )
+
+        def sweep_lost() -> int:
+            count = lost()
+            REDISPATCHED.labels("event").inc(count)
+            return count
+
+        sweepers.append(Periodic("lost-messages", settings.sweep_interval, sweep_lost))
     if settings.voucherify_credentials is not None:
         # What the webhooks missed, from Voucherify's API: one worker at a time, once per
         # VOUCHERHOOK_RECONCILE_EVERY between them (workers.reconcile.scheduled), with its own

@@ -197,6 +197,41 @@ def claim_due_statement(
     )
 
 
+def unqueued(
+    conn: Connection, now: datetime, *, expiry: float, redispatch_after: float, limit: int
+) -> list[str]:
+    """Pending events handed to the broker between `redispatch_after` and `expiry` seconds ago
+    that no worker has run or holds: each is waiting in the queue, or its message was lost on
+    the way to a worker (`workers.orphans.LostMessages` tells which). Oldest received first."""
+    return list(conn.scalars(unqueued_statement(now, expiry, redispatch_after).limit(limit)))
+
+
+def claim_unqueued(
+    conn: Connection, ids: Sequence[str], now: datetime, *, expiry: float, redispatch_after: float
+) -> list[str]:
+    """Those of `ids` still `unqueued`, locked until the caller commits; rows another sweeper
+    locked are skipped (it dispatches them)."""
+    if not ids:
+        return []
+    stmt = unqueued_statement(now, expiry, redispatch_after).where(events.c.id.in_(list(ids)))
+    return list(conn.scalars(stmt.with_for_update(skip_locked=True)))
+
+
+def unqueued_statement(now: datetime, expiry: float, redispatch_after: float) -> Select[Any]:
+    """The query of `unqueued`. Older ones are the outbox sweep's (`claim_due`)."""
+    return (
+        select(events.c.id)
+        .where(
+            events.c.status == "pending",
+            events.c.lease_until.is_(None),
+            events.c.attempts == 0,
+            events.c.dispatched_at < now - timedelta(seconds=expiry),
+            events.c.dispatched_at >= now - timedelta(seconds=redispatch_after),
+        )
+        .order_by(events.c.received_at)
+    )
+
+
 def load(conn: Connection, ids: Sequence[str]) -> list[Any]:
     rows = conn.execute(select(events).where(events.c.id.in_(ids)).order_by(events.c.seq))
     return list(rows)
