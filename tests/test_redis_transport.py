@@ -5,6 +5,7 @@ AttributeError that stopped the worker for good after a Redis restart (the end-t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -61,3 +62,37 @@ def test_closing_a_dropped_channel_holding_messages_raises_only_what_celery_igno
     connection, message = dropped
     ignore_errors(connection, message.channel.close)  # exactly how Celery closes it
     assert message.channel.closed
+
+
+def test_a_channel_shares_one_client_per_pool_across_threads(redis_server: RedisServer) -> None:
+    """kombu builds a client per publish; this transport one per pool, used by every thread
+    that publishes on the channel, and a new one once the pool is replaced."""
+    redis_transport.install()
+    queue = Queue("vh-shared-client")
+    with Connection(redis_server.url) as connection:
+        channel = connection.channel()
+        first = channel._create_client()
+        assert channel._create_client() is first
+        producer = Producer(channel)
+        producer.publish({"n": -1}, routing_key=queue.name, declare=[queue])
+
+        def publish(start: int) -> None:
+            for n in range(start, start + 200):
+                producer.publish({"n": n}, routing_key=queue.name)
+
+        threads = [threading.Thread(target=publish, args=(i * 200,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert channel._create_client() is first
+        channel._disconnect_pools()  # a fork or a close: the pool is replaced
+        assert channel._create_client() is not first
+        assert channel._create_client().connection_pool is channel.pool
+
+        received: list[int] = []
+        Consumer(channel, [queue], callbacks=[lambda body, m: received.append(body["n"])]).consume()
+        while len(received) < 801:
+            connection.drain_events(timeout=5)
+        assert sorted(received) == list(range(-1, 800))
+        channel.close()

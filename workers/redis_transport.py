@@ -37,6 +37,21 @@ class Channel(redis.Channel):
         params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
         return params
 
+    _shared_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """One client per connection pool, instead of kombu's new `redis.Redis` (with its table
+        of some 170 response callbacks) for every publish and every acknowledgement: a fifth of
+        the CPU a publish costs. A client is a thread-safe front of its pool, so sharing it
+        changes nothing else; a new pool (after a fork or a close) gets a new client."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+        pool = self.pool
+        client = self._shared_client
+        if client is None or client.connection_pool is not pool:
+            client = self._shared_client = super()._create_client()  # type: ignore[no-untyped-call]
+        return client
+
 
 class Transport(redis.Transport):
     Channel = Channel
