@@ -9,6 +9,9 @@ at `--rate`/s; once `--kill-after` events are processed, the fault is injected:
 - `second worker`: two workers run; the first one's whole process group is SIGKILLed;
 - `restarted`: one worker; its process group is SIGKILLed and a new one started at once;
 - `pool process`: one worker; one of its pool processes is SIGKILLed;
+- `queue lost`: one worker, stopped (SIGSTOP) for 2 s while messages pile up in Redis, which
+  then loses them (the queue is deleted, as a Redis restarted without persistence or a worker
+  killed with a message read from Redis but not yet from its socket would); the worker goes on;
 - `no kill` (the baseline, same run, same load): nothing is killed.
 
 It prints, for each, the events pending at that moment and the seconds until every one of them
@@ -32,6 +35,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
 from sqlalchemy import Engine, func, select
 
 from bench.receiver import migrate, postgres_database
@@ -43,7 +47,8 @@ from tests.support.services import RedisServer
 from tests.support.sinks import running_sinks
 from tests.support.workload import Load, Workload
 
-SCENARIOS = ("no kill", "second worker", "restarted", "pool process")
+SCENARIOS = ("no kill", "second worker", "restarted", "pool process", "queue lost")
+QUEUE = "vh-recovery"
 WORKER = ("--concurrency", "2")
 
 
@@ -86,7 +91,7 @@ def run(scenario: str, args: argparse.Namespace) -> Outcome:
         env = base_env(
             database_url,
             redis_server.url,
-            VOUCHERHOOK_QUEUE="vh-recovery",
+            VOUCHERHOOK_QUEUE=QUEUE,
             **SINK_RATES,
             **sinks.env(),
         )
@@ -104,14 +109,20 @@ def run(scenario: str, args: argparse.Namespace) -> Outcome:
         while processed_count(engine) < args.kill_after:
             time.sleep(0.05)
         time.sleep(random.uniform(0.2, 1.0))
-        held = pending_ids(engine)
         worker = fleet.workers[0]
+        if scenario == "queue lost":
+            os.killpg(worker.pid, signal.SIGSTOP)
+            time.sleep(2.0)
+            redis.Redis.from_url(redis_server.url).delete(QUEUE)
+        held = pending_ids(engine)
         if scenario in ("second worker", "restarted"):
             fleet.kill(worker)
             if scenario == "restarted":
                 fleet.worker(*WORKER)
         elif scenario == "pool process":
             os.kill(random.choice(pool_children(worker)), signal.SIGKILL)
+        elif scenario == "queue lost":
+            os.killpg(worker.pid, signal.SIGCONT)
         start = time.monotonic()
         workload.fault(f"{scenario}: {len(held)} pending")
         seconds: float | None = None
