@@ -36,8 +36,9 @@ from kombu.serialization import loads
 from sqlalchemy import Engine
 
 from models.db import eventlog, notification_store
-from receiver.outbox import BATCH, Publish
+from receiver.outbox import Publish
 from workers.celery_app import PROCESS_EVENTS, SEND_NOTIFICATIONS
+from workers.sweep import publish_claimed
 
 log = structlog.get_logger(__name__)
 
@@ -111,11 +112,8 @@ class LostMessages:
         if not lost:
             return 0
         with self._engine.begin() as conn:
-            now = datetime.now(UTC)
-            ids = eventlog.claim_unqueued(conn, sorted(lost), now, **self._ages)
-            for start in range(0, len(ids), BATCH):
-                self._publish(ids[start : start + BATCH])
-            eventlog.mark_dispatched(conn, ids, now)
+            ids = eventlog.claim_unqueued(conn, sorted(lost), datetime.now(UTC), **self._ages)
+            publish_claimed(conn, self._publish, ids)
         if ids:
             log.warning("events_redispatched", reason="message lost", event_ids=ids)
         return len(ids)
@@ -137,9 +135,7 @@ def _carried(channel: Any, queue: str, wanted: Iterable[str]) -> set[str]:
         end = -1
         while page := client.lrange(key, end - PAGE + 1, end):
             for raw in page:
-                ids = _message_ids(_json(raw))
-                if ids:
-                    found.update(wanted.intersection(ids[0]))
+                found.update(wanted.intersection(_event_ids(_message_ids(_json(raw)))))
             if found >= wanted:
                 return found
             read += len(page)
@@ -150,10 +146,12 @@ def _carried(channel: Any, queue: str, wanted: Iterable[str]) -> set[str]:
                 return wanted
             end -= PAGE
     for raw in client.hvals(channel.unacked_key):
-        ids = _unacked_ids(raw, queue)
-        if ids:
-            found.update(wanted.intersection(ids[0]))
+        found.update(wanted.intersection(_event_ids(_unacked_ids(raw, queue))))
     return found
+
+
+def _event_ids(ids: tuple[list[str], list[int]] | None) -> list[str]:
+    return ids[0] if ids else []
 
 
 def _json(raw: Any) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from models.db import eventlog
 from receiver.errors import first_line
@@ -45,14 +45,20 @@ def sweep(
             )
             if not ids:
                 return total
-            for start in range(0, len(ids), BATCH):
-                publish(ids[start : start + BATCH])
-            eventlog.mark_dispatched(conn, ids, datetime.now(UTC))
+            publish_claimed(conn, publish, ids)
         for start in range(0, len(ids), BATCH):
             log.info("events_redispatched", event_ids=ids[start : start + BATCH])
         total += len(ids)
         if len(ids) < limit:
             return total
+
+
+def publish_claimed(conn: Connection, publish: Publish, ids: list[str]) -> None:
+    """Hand claimed events to the broker, `BATCH` per message, and stamp them dispatched in the
+    caller's transaction, which keeps them locked until every publish went out."""
+    for start in range(0, len(ids), BATCH):
+        publish(ids[start : start + BATCH])
+    eventlog.mark_dispatched(conn, ids, datetime.now(UTC))
 
 
 class Periodic:
