@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from models.db.eventlog import NewEvent
 from models.identity import Identified, identify
 from receiver.config import ReceiverConfig
+from receiver.deadlines import Deadlines
 from receiver.limits import ByteBudget, Throttled
 from receiver.metrics import DeliveryCounts, ReceiverMetrics
 from receiver.signature import HEADER, parse_header, signed_form
@@ -89,9 +90,18 @@ class DeliveryEndpoint:
         self._writer = writer
         self.counts = DeliveryCounts(metrics)
         self._budget = budget
+        self._reading: Deadlines[asyncio.Task[Any] | None] = Deadlines(
+            config.body_timeout, self._time_out
+        )
+        self._timed_out: set[asyncio.Task[Any] | None] = set()
         self._log_unauthorized = Throttled(
             lambda **fields: log.info("delivery_unauthorized", **fields)
         )
+
+    def _time_out(self, task: asyncio.Task[Any] | None) -> None:
+        """A body not read within the timeout: its read is cancelled, and answered 408."""
+        if task is not None and task.cancel():
+            self._timed_out.add(task)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -115,10 +125,22 @@ class DeliveryEndpoint:
             return self._too_large()
         reader = _BodyReader(self._budget, config.max_body_bytes)
         path_type = scope.get("path_params", {}).get("event_type")
+        task = asyncio.current_task()
         try:
-            # A timeout scope, not wait_for: wait_for runs the read in a task of its own.
-            async with asyncio.timeout(config.body_timeout):
+            # One deadline among all the reads' (receiver.deadlines), not a timeout scope: a
+            # timer per request costs the event loop more than verifying the signature.
+            self._reading.add(task)
+            try:
                 body = await reader.read(receive, declared)
+            except asyncio.CancelledError:
+                if task not in self._timed_out:
+                    raise
+                self._timed_out.discard(task)
+                if task is not None:
+                    task.uncancel()
+                raise TimeoutError from None
+            finally:
+                self._reading.discard(task)
             if len(body) <= INLINE_BYTES:
                 verdict = _check(body, given, self._secrets, path_type)
             else:

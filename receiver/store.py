@@ -10,10 +10,11 @@ The queue is bounded: while the database stalls, a full queue turns new deliveri
 once (503, Voucherify retries) instead of holding their bodies, and a request already answered
 503 is dropped from the queue unwritten, so it holds no memory either.
 
-A request waits on a bare future with a timer beside it, not `wait_for(shield(…))`: per request
-that saves a task wrapper and several callbacks, and the event loop is the receiver's
-bottleneck. An expired request whose batch is already being written may still be committed:
-its retry then finds it as a duplicate.
+A request waits on a bare future, not `wait_for(shield(…))`, and its deadline is one entry among
+all the requests' (receiver.deadlines), not a timer of its own: per request that saves a task
+wrapper, a timer and several callbacks, and the event loop is the receiver's bottleneck. An
+expired request whose batch is already being written may still be committed: its retry then
+finds it as a duplicate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import asyncpg
 import sqlalchemy.exc
@@ -30,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models.db.eventlog import NewEvent
+from receiver.deadlines import Deadlines
 from receiver.errors import first_line
 from receiver.inserts import Inserter, inserter_for
 
@@ -62,6 +65,7 @@ class EventWriter:
         self._writers = writers
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queued)
         self._tasks: list[asyncio.Task[None]] = []
+        self._deadlines: dict[float, Deadlines[asyncio.Future[bool]]] = {}
 
     async def start(self) -> None:
         self._tasks = [
@@ -81,17 +85,21 @@ class EventWriter:
 
     async def store(self, event: NewEvent, timeout: float) -> bool:
         """Commit `event`; True when it is new, False when its identity was stored already."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Pending(event, future))
         except asyncio.QueueFull:
             raise StoreUnavailable("too many deliveries waiting to be stored") from None
-        expiry = loop.call_later(timeout, _expire, future, timeout)
+        deadlines = self._deadlines.get(timeout) or self._deadlines_of(timeout)
+        deadlines.add(future)
         try:
             return await future
         finally:
-            expiry.cancel()
+            deadlines.discard(future)
+
+    def _deadlines_of(self, timeout: float) -> Deadlines[asyncio.Future[bool]]:
+        deadlines = self._deadlines[timeout] = Deadlines(timeout, partial(_expire, timeout))
+        return deadlines
 
     async def _run(self, inserter: Inserter) -> None:
         try:
@@ -157,7 +165,7 @@ def is_refused_row(exc: BaseException) -> bool:
     )
 
 
-def _expire(future: asyncio.Future[bool], timeout: float) -> None:
+def _expire(timeout: float, future: asyncio.Future[bool]) -> None:
     if not future.done():
         # It may still commit later: a retried delivery then finds it as a duplicate.
         future.set_exception(StoreUnavailable(f"no commit within {timeout:g}s"))
