@@ -21,7 +21,11 @@ the HMAC and inserts each body with one INSERT. After each receiver run the rows
 Everything it creates (processes, databases, Redis keys, temporary files) is removed at the
 end, also on error or Ctrl-C. Only loopback addresses are used.
 
-Run:  uv run python -m bench.receiver [--duration 15] [--connections 32] [--rounds 2]
+With `--minimal`, `bench.minimal_receiver` takes the receiver's place: the least a receiver
+must do per delivery (HMAC, JSON parse, group-commit insert), with none of the receiver's
+checks, limits, metrics or outbox. It tells how much of the receiver's cost is its own.
+
+Run:  uv run python -m bench.receiver [--duration 15] [--connections 32] [--rounds 2] [--minimal]
 """
 
 from __future__ import annotations
@@ -109,10 +113,7 @@ class Server:
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the highest resident set size since the process started."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return peak_rss_kb(self.pid) / 1024
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)
@@ -267,6 +268,17 @@ def process_cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM of process `pid`: the highest resident set size it has had; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def postgres_cpu_seconds() -> float:
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -386,6 +398,8 @@ class Context:
     tag: str
     tmp: Path
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    minimal: bool = False
+    """Measure bench.minimal_receiver in the receiver's place."""
     log_notes: list[str] = field(default_factory=list)
 
     @property
@@ -405,16 +419,24 @@ def run_phase(
     migrate(env)
     create_baseline_table(baseline_db)
     logs = context.tmp
-    serve = [str(VENV_BIN / "voucherhook"), "serve", "--no-worker", "--host", HOST]
+    if context.minimal:
+        kind = "minimal"
+        serve = [
+            sys.executable, "-m", "uvicorn", "bench.minimal_receiver:app", "--host", HOST,
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+    else:
+        kind = "receiver"
+        serve = [str(VENV_BIN / "voucherhook"), "serve", "--no-worker", "--host", HOST]
     base_argv = [sys.executable, "-m", "bench.baseline", "--database", baseline_db]
     with (
         running(f"baseline {name}", [*base_argv, "--port", str(free_port())], env, logs) as b,
-        running(f"receiver {name}", [*serve, "--port", str(free_port())], env, logs) as r,
+        running(f"{kind} {name}", [*serve, "--port", str(free_port())], env, logs) as r,
     ):
-        progress(f"{name}: baseline pid {b.pid}, receiver pid {r.pid}")
+        progress(f"{name}: baseline pid {b.pid}, {kind} pid {r.pid}")
         phase = run(
             Target(f"baseline {name}", b, baseline_db, "baseline_events"),
-            Target(f"receiver {name}", r, receiver_db, "events"),
+            Target(f"{kind} {name}", r, receiver_db, "events"),
         )
         context.log_notes.extend(log_note(s) for s in (b, r))
     return phase
@@ -585,7 +607,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="baseline/receiver rounds (2)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (3)")
     parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="skip SQLite")
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="in the receiver's place, bench.minimal_receiver: the least a receiver must do "
+        "(PostgreSQL only)",
+    )
     args = parser.parse_args()
+    if args.minimal:
+        args.sqlite = False
     if args.duration <= 0 or args.connections < 1 or args.rounds < 1 or args.warmup <= 0:
         parser.error("duration and warmup must be > 0, connections and rounds >= 1")
     return args
@@ -598,7 +628,7 @@ def main() -> int:
     try:
         with ExitStack() as cleanup:
             tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="vh-bench-")))
-            context = Context(tag=secrets.token_hex(4), tmp=tmp)
+            context = Context(tag=secrets.token_hex(4), tmp=tmp, minimal=args.minimal)
             cleanup.callback(
                 lambda: progress(f"deleted {delete_redis_keys(context.queue)} Redis keys")
             )

@@ -69,6 +69,7 @@ from bench.receiver import (
     VENV_BIN,
     BenchError,
     migrate,
+    peak_rss_kb,
     postgres_database,
     process_cpu_seconds,
     progress,
@@ -215,16 +216,6 @@ class ProcStats:
     pool_processes: int
 
 
-def _status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 class Worker:
     """A Celery worker (main process and its pool) in its own session, logging to a file."""
 
@@ -252,8 +243,8 @@ class Worker:
         return sum(process_cpu_seconds(pid) for pid in [self.pid, *self.pool()])
 
     def stats(self) -> ProcStats:
-        pool = [_status_kb(pid, "VmHWM:") / 1024 for pid in self.pool()]
-        main = _status_kb(self.pid, "VmHWM:") / 1024
+        pool = [peak_rss_kb(pid) / 1024 for pid in self.pool()]
+        main = peak_rss_kb(self.pid) / 1024
         return ProcStats(main, max(pool, default=0.0), main + sum(pool), len(pool))
 
     def check_alive(self) -> None:

@@ -11,7 +11,6 @@ end of the body, and never scans the same bytes twice.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def sign(body: bytes, secret: bytes) -> str:
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.digest(secret, body, "sha256").hex()
 
 
 def compact(body: bytes) -> bytes:

@@ -6,6 +6,7 @@ A whole worker doing it is in tests/test_recovery.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,8 @@ from sqlalchemy import Engine, select, update
 from models.db.tables import events
 from tests.support.processing import store
 from tests.unit.recorded import REDEMPTION, redemption
-from workers.celery_app import make_celery, publisher
-from workers.orphans import LostMessages, _message_ids
+from workers.celery_app import PROCESS_EVENTS, make_celery, publisher
+from workers.orphans import LostMessages
 from workers.settings import Settings
 
 DEFAULTS = Settings.model_fields
@@ -65,10 +66,17 @@ def add(db: Engine, name: str, *, dispatched: float | None, **row: Any) -> str:
 
 
 def queued(redis_url: str, queue: str) -> list[list[str]]:
-    """The event ids of each message waiting in the queue, oldest first."""
+    """The event ids of each `process_events` message waiting in the queue, oldest first,
+    read here from Celery's message format (JSON, base64 body of `[args, kwargs, embed]`),
+    not with the decoder under test."""
     client = redis.Redis.from_url(redis_url)
-    messages = [_message_ids(json.loads(raw)) for raw in client.lrange(queue, 0, -1)]
-    return [sorted(m[0]) for m in reversed(messages) if m]
+    found = []
+    for raw in reversed(client.lrange(queue, 0, -1)):
+        message = json.loads(raw)
+        if message["headers"]["task"] == PROCESS_EVENTS:
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            found.append(sorted(args[0]))
+    return found
 
 
 def dispatched_at(db: Engine, event_id: str) -> datetime | None:
