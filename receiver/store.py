@@ -90,16 +90,14 @@ class EventWriter:
             self._queue.put_nowait(_Pending(event, future))
         except asyncio.QueueFull:
             raise StoreUnavailable("too many deliveries waiting to be stored") from None
-        deadlines = self._deadlines.get(timeout) or self._deadlines_of(timeout)
+        deadlines = self._deadlines.get(timeout)
+        if deadlines is None:  # one per length of wait: the receiver uses one
+            deadlines = self._deadlines[timeout] = Deadlines(timeout, partial(_expire, timeout))
         deadlines.add(future)
         try:
             return await future
         finally:
             deadlines.discard(future)
-
-    def _deadlines_of(self, timeout: float) -> Deadlines[asyncio.Future[bool]]:
-        deadlines = self._deadlines[timeout] = Deadlines(timeout, partial(_expire, timeout))
-        return deadlines
 
     async def _run(self, inserter: Inserter) -> None:
         try:
