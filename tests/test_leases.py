@@ -13,9 +13,10 @@ import pytest
 from celery.signals import task_received
 from sqlalchemy import Engine, delete, insert, select
 
-from models.db import eventlog, notification_store
+from models.db import eventlog, notification_budget, notification_store
 from models.db.engine import make_engine
 from models.db.tables import events, notifications
+from models.db.tables import notification_budget as budget_table
 from tests.support.processing import POLICY, FlakyLoyalty, make_processor, process, store
 from tests.unit import recorded
 from tests.unit.recorded import REDEMPTION, REWARD_REDEMPTION, ROLLBACK
@@ -163,6 +164,34 @@ def test_a_notification_is_queued_again_when_its_lease_ran_out_or_its_message_wa
     assert sorted(taken) == sorted([dead, lost])
     assert leases[dead] is None  # whoever takes the new message leases it
     assert leases[live] is not None and queued not in taken
+
+
+def test_a_channel_whose_send_task_is_overdue_by_a_lease_gets_one_from_one_sweep(
+    engine: Engine,
+) -> None:
+    late = NOW - timedelta(seconds=EXPIRY)
+    with engine.begin() as conn:
+        conn.execute(delete(budget_table))
+    add_notification(engine, due_ago=EXPIRY - 1, lease=None)  # due, not yet for a lease's length
+    add_notification(engine, due_ago=EXPIRY + 5, lease=60)  # held by a live worker
+    with engine.begin() as conn:
+        assert notification_budget.unwoken(conn, late) == []
+    add_notification(engine, due_ago=EXPIRY + 5, lease=None)  # waiting on a task that is gone
+    with engine.begin() as conn:
+        assert notification_budget.unwoken(conn, late) == ["webhook"]
+        assert notification_budget.replace_wake(conn, "webhook", late, NOW)  # publish one
+    with engine.begin() as conn:
+        assert notification_budget.unwoken(conn, late) == []
+        assert not notification_budget.replace_wake(conn, "webhook", late, NOW)  # not twice
+    # A task scheduled for the next slot is waited for, until it is overdue by a lease's length.
+    with engine.begin() as conn:
+        assert notification_budget.schedule_wake(conn, "webhook", NOW + timedelta(seconds=30), NOW)
+    after = NOW + timedelta(seconds=30 + EXPIRY - 1)
+    with engine.begin() as conn:
+        assert notification_budget.unwoken(conn, after - timedelta(seconds=EXPIRY)) == []
+    overdue = NOW + timedelta(seconds=30 + EXPIRY + 1)
+    with engine.begin() as conn:
+        assert notification_budget.unwoken(conn, overdue - timedelta(seconds=EXPIRY)) == ["webhook"]
 
 
 def test_the_heartbeat_leases_what_its_worker_holds_until_the_expiry(engine: Engine) -> None:

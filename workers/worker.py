@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from celery.signals import worker_ready, worker_shutdown
 
-from models.db import notification_store
+from models.db import notification_budget, notification_store
 from models.db.engine import make_engine
 from workers import tasks
 from workers.books_check import CARDS_CHECK_EVERY, count_drifting
@@ -21,6 +22,8 @@ from workers.retention import RETENTION_EVERY, purge_expired
 from workers.settings import Settings
 from workers.sweep import Periodic, sweep
 from workers.wiring import Runtime
+
+log = structlog.get_logger(__name__)
 
 
 def run(
@@ -67,6 +70,19 @@ def run(
             if ids:
                 app.send_task(SEND_NOTIFICATIONS, args=[ids], queue=settings.queue)
         REDISPATCHED.labels("notification").inc(len(ids))
+        # Deliveries waiting on a send task that is overdue by a lease's length: the task
+        # scheduled for them (a retry's, or the next slot's) died with its worker or was lost.
+        # One task is published for them; it sends whatever is due, and schedules the next.
+        late = now - timedelta(seconds=settings.lease_expiry)
+        with engine.begin() as conn:
+            woken = [
+                channel
+                for channel in notification_budget.unwoken(conn, late)
+                if notification_budget.replace_wake(conn, channel, late, now)
+            ]
+            if woken:
+                app.send_task(SEND_NOTIFICATIONS, args=[[]], queue=settings.queue)
+                log.info("notifications_woken", channels=woken, reason="send task overdue")
         return len(ids)
 
     sweepers = [

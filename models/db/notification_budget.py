@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, or_, update
+from sqlalchemy import Connection, exists, or_, select, update
 
 from models.db.insert import insert
 from models.db.tables import notification_budget as budget
+from models.db.tables import notifications
 
 
 def lock(conn: Connection, channel: str) -> datetime | None:
@@ -45,5 +46,36 @@ def schedule_wake(conn: Connection, channel: str, at: datetime, now: datetime) -
         .where(budget.c.channel == channel)
         .where(or_(budget.c.wake_at.is_(None), budget.c.wake_at <= now, budget.c.wake_at > at))
         .values(wake_at=at)
+    )
+    return result.rowcount == 1
+
+
+def unwoken(conn: Connection, before: datetime) -> list[str]:
+    """Channels with deliveries waiting since before `before`, held by no worker, and no send
+    task scheduled for `before` or later: the task that was to come for them is gone (its
+    worker died holding it, or the broker lost it), and the caller publishes another."""
+    waiting = (
+        select(notifications.c.channel)
+        .distinct()
+        .where(notifications.c.status == "pending")
+        .where(notifications.c.lease_until.is_(None))
+        .where(notifications.c.due_at < before)
+        .where(
+            ~exists().where(budget.c.channel == notifications.c.channel, budget.c.wake_at >= before)
+        )
+    )
+    return sorted(conn.scalars(waiting))
+
+
+def replace_wake(conn: Connection, channel: str, late: datetime, now: datetime) -> bool:
+    """Note a send task for the channel at `now` unless one is noted for `late` or later;
+    True when the caller is to publish it. The budget is locked (and created when missing)
+    first, so of two workers' sweeps the second finds the task the first noted."""
+    lock(conn, channel)
+    result = conn.execute(
+        update(budget)
+        .where(budget.c.channel == channel)
+        .where(or_(budget.c.wake_at.is_(None), budget.c.wake_at < late))
+        .values(wake_at=now)
     )
     return result.rowcount == 1
