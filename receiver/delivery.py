@@ -90,17 +90,15 @@ class DeliveryEndpoint:
         self._writer = writer
         self.counts = DeliveryCounts(metrics)
         self._budget = budget
-        self._reading: Deadlines[asyncio.Task[Any] | None] = Deadlines(
-            config.body_timeout, self._time_out
-        )
-        self._timed_out: set[asyncio.Task[Any] | None] = set()
+        self._reading: Deadlines[asyncio.Task[Any]] = Deadlines(config.body_timeout, self._time_out)
+        self._timed_out: set[asyncio.Task[Any]] = set()
         self._log_unauthorized = Throttled(
             lambda **fields: log.info("delivery_unauthorized", **fields)
         )
 
-    def _time_out(self, task: asyncio.Task[Any] | None) -> None:
+    def _time_out(self, task: asyncio.Task[Any]) -> None:
         """A body not read within the timeout: its read is cancelled, and answered 408."""
-        if task is not None and task.cancel():
+        if task.cancel():
             self._timed_out.add(task)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,6 +124,7 @@ class DeliveryEndpoint:
         reader = _BodyReader(self._budget, config.max_body_bytes)
         path_type = scope.get("path_params", {}).get("event_type")
         task = asyncio.current_task()
+        assert task is not None  # uvicorn runs each request in a task
         try:
             # One deadline among all the reads' (receiver.deadlines), not a timeout scope: a
             # timer per request costs the event loop more than verifying the signature.
@@ -136,8 +135,7 @@ class DeliveryEndpoint:
                 if task not in self._timed_out:
                     raise
                 self._timed_out.discard(task)
-                if task is not None:
-                    task.uncancel()
+                task.uncancel()
                 raise TimeoutError from None
             finally:
                 self._reading.discard(task)

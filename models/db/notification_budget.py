@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, or_, select, update
+from sqlalchemy import ColumnElement, Connection, exists, or_, select, update
 
 from models.db.insert import insert
 from models.db.tables import notification_budget as budget
@@ -41,13 +41,7 @@ def spend(conn: Connection, channel: str, next_at: datetime) -> None:
 def schedule_wake(conn: Connection, channel: str, at: datetime, now: datetime) -> bool:
     """Note that a send task will run for the channel at `at`; False when one is scheduled
     already at or before `at` (and still to come), so the caller publishes none."""
-    result = conn.execute(
-        update(budget)
-        .where(budget.c.channel == channel)
-        .where(or_(budget.c.wake_at.is_(None), budget.c.wake_at <= now, budget.c.wake_at > at))
-        .values(wake_at=at)
-    )
-    return result.rowcount == 1
+    return _note_wake(conn, channel, at, budget.c.wake_at <= now, budget.c.wake_at > at)
 
 
 def unwoken(conn: Connection, before: datetime) -> list[str]:
@@ -72,10 +66,18 @@ def replace_wake(conn: Connection, channel: str, late: datetime, now: datetime) 
     True when the caller is to publish it. The budget is locked (and created when missing)
     first, so of two workers' sweeps the second finds the task the first noted."""
     lock(conn, channel)
+    return _note_wake(conn, channel, now, budget.c.wake_at < late)
+
+
+def _note_wake(
+    conn: Connection, channel: str, at: datetime, *replaceable: ColumnElement[bool]
+) -> bool:
+    """Note a send task for the channel at `at` when none is noted, or the one noted is
+    `replaceable`; True when it was noted."""
     result = conn.execute(
         update(budget)
         .where(budget.c.channel == channel)
-        .where(or_(budget.c.wake_at.is_(None), budget.c.wake_at < late))
-        .values(wake_at=now)
+        .where(or_(budget.c.wake_at.is_(None), *replaceable))
+        .values(wake_at=at)
     )
     return result.rowcount == 1
